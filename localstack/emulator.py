@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""greenlight's AWS emulator: moto's server app, in-process, with a fidelity layer on top.
+
+    python localstack/emulator.py [--port N] [--host H] [--exit-on-stdin-eof] [--verbose] [--stock]
+
+Prints exactly one line, `GREENLIGHT_EMULATOR_READY http://<host>:<port>`, on stdout once it
+accepts connections. Point any AWS SDK at that URL with AWS_ENDPOINT_URL (plus dummy credentials
+and a region).
+
+Why not `moto_server`: we need to monkeypatch moto's models before the first request (see
+fidelity.py), add a test-only endpoint (/_greenlight/target-health), serialise requests (moto is
+not thread-safe) and clear our own state on `POST /moto-api/reset`. All of that is a thin WSGI
+wrapper around moto's own DomainDispatcherApplication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from typing import Any, Callable, Iterable
+
+# Make `import fidelity` work whatever the current directory is.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+READY_PREFIX = "GREENLIGHT_EMULATOR_READY"
+TEST_PREFIX = "/_greenlight/"
+
+StartResponse = Callable[..., Any]
+
+
+class SerialisingApp:
+    """WSGI wrapper: one request at a time into moto, plus the test-only endpoints.
+
+    werkzeug serves each connection on its own thread (the Rust SDK keeps a pool of connections),
+    but moto's backends are plain dicts mutated without locks; one concurrent list+create race
+    was measured to give a 500. A single lock held for the whole request, including reading the
+    response body, makes the emulator behave like a (fast) serial AWS.
+    """
+
+    def __init__(self, moto_app: Any, fidelity: Any | None):
+        self.moto_app = moto_app
+        self.fidelity = fidelity
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        with self.lock:
+            if path.startswith(TEST_PREFIX):
+                return self._test_endpoint(path, method, environ, start_response)
+            result = self.moto_app(environ, start_response)
+            try:
+                body = b"".join(result)  # drain inside the lock: moto may render lazily
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+            if path.rstrip("/") == "/moto-api/reset" and method == "POST" and self.fidelity:
+                # moto's reset recreates every backend; our state refers to resources that no
+                # longer exist, so it goes too.
+                self.fidelity.STATE.reset()
+            return [body]
+
+    def _test_endpoint(
+        self, path: str, method: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if self.fidelity is None:
+            return _json(start_response, 404, {"error": "fidelity layer disabled (--stock)"})
+        if path.rstrip("/") != "/_greenlight/target-health":
+            return _json(start_response, 404, {"error": f"no test endpoint {path}"})
+        try:
+            if method == "GET":
+                return _json(start_response, 200, self.fidelity.STATE.describe())
+            if method == "DELETE":
+                self.fidelity.STATE.clear_health_rules()
+                return _json(start_response, 200, {"status": "ok"})
+            if method == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                raw = environ["wsgi.input"].read(length) if length else b""
+                rule = self.fidelity.STATE.add_health_rule(json.loads(raw or b"null"))
+                return _json(start_response, 200, {"status": "ok", "rule": rule})
+        except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
+            return _json(start_response, 400, {"error": str(err)})
+        return _json(start_response, 405, {"error": f"{method} not allowed; use GET, POST or DELETE"})
+
+
+def _json(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
+    reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+    body = json.dumps(payload, indent=1).encode()
+    start_response(
+        f"{status} {reasons[status]}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def _exit_on_stdin_eof() -> None:
+    """Block on stdin; when the parent closes it (or dies), exit at once.
+
+    A test harness that is killed cannot run its cleanup, but the kernel closes its end of our
+    stdin pipe, so this is the one signal that always arrives. os._exit skips interpreter
+    shutdown, which could otherwise wait on werkzeug's request threads.
+    """
+    try:
+        while sys.stdin.buffer.read(65536):
+            pass
+    except (OSError, ValueError):
+        pass
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="exit as soon as stdin reaches EOF (so the emulator dies with its parent)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request on stderr")
+    parser.add_argument(
+        "--report-not-in-use",
+        action="store_true",
+        help="targets of a target group no listener or rule forwards to report unused "
+        "(Target.NotInUse), as on AWS; off by default",
+    )
+    parser.add_argument(
+        "--stock", action="store_true", help="serve stock moto without the fidelity layer"
+    )
+    args = parser.parse_args(argv)
+
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=_exit_on_stdin_eof, name="stdin-eof", daemon=True).start()
+
+    # Request logging goes to stderr. Off by default: a harness that pipes stderr and never
+    # reads it would otherwise stall the emulator once the pipe buffer fills.
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.ERROR)
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    fidelity = None
+    if not args.stock:
+        import fidelity as fidelity_module
+
+        fidelity_module.install(report_not_in_use=args.report_not_in_use)
+        fidelity = fidelity_module
+
+    app = SerialisingApp(DomainDispatcherApplication(create_backend_app), fidelity)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    print(f"{READY_PREFIX} http://{host}:{server.server_port}", flush=True)
+    # Nothing else may go to stdout: a harness may stop reading it after the ready line, and a
+    # full pipe would block us. Anything moto prints goes to stderr from here on.
+    sys.stdout = sys.stderr
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

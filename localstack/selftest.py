@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Self-check of the emulator's fidelity layer, with boto3, against AWS_ENDPOINT_URL.
+
+    AWS_ENDPOINT_URL=http://127.0.0.1:PORT python localstack/selftest.py [--skip-reset]
+
+Checks, each against resources of its own (unique names, so a non-empty emulator is fine):
+  scripted-health-observations  initial x2 -> unhealthy (with reason) -> healthy, by reports
+  scripted-health-seconds       a timed step ends on the wall clock
+  draining-after-scale-in       scale-in drains the removed target for the delay, then it is
+                                gone; only InService instances stay registered
+  launch-template-versions      SourceVersion honoured, VersionDescription kept, instances
+                                launched from the version the ASG names, with its UserData
+  reset-clears-rules            DELETE /_greenlight/target-health and POST /moto-api/reset
+                                clear the rules (this one wipes the whole emulator: it runs
+                                last, and --skip-reset leaves it out when the emulator is shared)
+
+Prints one line per check and `N passed, M failed`; exit status 0 only if all passed.
+Needs the greenlight emulator (emulator.py): LocalStack has no /_greenlight endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+import traceback
+import urllib.request
+import uuid
+from typing import Any, Callable
+
+import boto3
+from botocore.config import Config
+
+REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+DELAY = 1  # seconds of deregistration delay: long enough to observe, short enough to wait out
+USER_DATA = "#!/bin/bash\necho selftest\n"
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+class Emulator:
+    """boto3 clients plus the test-only endpoint, and a tiny fixture: VPC, subnet, ALB, TG."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        config = Config(region_name=REGION, retries={"mode": "standard", "max_attempts": 3})
+        session = boto3.session.Session(
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or "testing",
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or "testing",
+            region_name=REGION,
+        )
+        self.ec2 = session.client("ec2", endpoint_url=self.endpoint, config=config)
+        self.elbv2 = session.client("elbv2", endpoint_url=self.endpoint, config=config)
+        self.asg = session.client("autoscaling", endpoint_url=self.endpoint, config=config)
+        self.run = uuid.uuid4().hex[:8]
+        self._fixture: dict[str, Any] | None = None
+
+    def http(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.endpoint + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def script(self, **rule: Any) -> dict[str, Any]:
+        return self.http("POST", "/_greenlight/target-health", rule)
+
+    # -- fixture --------------------------------------------------------------------------
+
+    def fixture(self) -> dict[str, Any]:
+        if self._fixture is None:
+            vpc = self.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+            zones = sorted(z["ZoneName"] for z in self.ec2.describe_availability_zones()["AvailabilityZones"])
+            subnets = [
+                self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
+                for i, z in enumerate(zones[:2])
+            ]
+            lb = self.elbv2.create_load_balancer(Name=f"st-{self.run}", Subnets=subnets)["LoadBalancers"][0]
+            images = [i["ImageId"] for i in self.ec2.describe_images(Owners=["amazon"])["Images"]]
+            expect(len(set(images)) >= 2, "DescribeImages returned fewer than 2 images")
+            self._fixture = {
+                "vpc": vpc,
+                "subnets": subnets,
+                "lb": lb["LoadBalancerArn"],
+                "images": sorted(set(images))[:2],
+                "listener": None,
+            }
+        return self._fixture
+
+    def target_group(self, name: str) -> str:
+        f = self.fixture()
+        tg = self.elbv2.create_target_group(
+            Name=f"{name}-{self.run}"[:32], Protocol="HTTP", Port=80, VpcId=f["vpc"], HealthCheckPath="/health"
+        )["TargetGroups"][0]["TargetGroupArn"]
+        self.elbv2.modify_target_group_attributes(
+            TargetGroupArn=tg,
+            Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(DELAY)}],
+        )
+        # Put the group behind the load balancer, as greenlight's slots are.
+        if f["listener"] is None:
+            f["listener"] = self.elbv2.create_listener(
+                LoadBalancerArn=f["lb"], Protocol="HTTP", Port=80,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+            )["Listeners"][0]["ListenerArn"]  # fmt: skip
+        else:
+            priority = 1 + len(self.elbv2.describe_rules(ListenerArn=f["listener"])["Rules"])
+            self.elbv2.create_rule(
+                ListenerArn=f["listener"], Priority=priority,
+                Conditions=[{"Field": "path-pattern", "Values": [f"/{name}/*"]}],
+                Actions=[{"Type": "forward", "TargetGroupArn": tg}],
+            )  # fmt: skip
+        return tg
+
+    def launch_template(self, name: str) -> str:
+        f = self.fixture()
+        return self.ec2.create_launch_template(
+            LaunchTemplateName=f"{name}-{self.run}",
+            VersionDescription="v1",
+            LaunchTemplateData={
+                "ImageId": f["images"][0],
+                "InstanceType": "t3.micro",
+                "UserData": base64.b64encode(USER_DATA.encode()).decode(),
+            },
+        )["LaunchTemplate"]["LaunchTemplateId"]
+
+    def group(self, name: str, tg: str, capacity: int, lt: str | None = None, version: str = "1") -> str:
+        f = self.fixture()
+        asg_name = f"{name}-{self.run}"
+        self.asg.create_auto_scaling_group(
+            AutoScalingGroupName=asg_name,
+            LaunchTemplate={"LaunchTemplateId": lt or self.launch_template(name), "Version": version},
+            MinSize=0, MaxSize=capacity * 2, DesiredCapacity=capacity,
+            VPCZoneIdentifier=",".join(f["subnets"]), TargetGroupARNs=[tg], HealthCheckType="ELB",
+        )  # fmt: skip
+        return asg_name
+
+    def instances(self, asg_name: str) -> list[str]:
+        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])["AutoScalingGroups"][0]
+        return [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
+
+    def health(self, tg: str, targets: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        kwargs: dict[str, Any] = {"TargetGroupArn": tg}
+        if targets:
+            kwargs["Targets"] = [{"Id": t} for t in targets]
+        descs = self.elbv2.describe_target_health(**kwargs)["TargetHealthDescriptions"]
+        return {d["Target"]["Id"]: d["TargetHealth"] for d in descs}
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def check_scripted_health_observations(emu: Emulator) -> None:
+    tg = emu.target_group("obs")
+    asg_name = emu.group("obs", tg, capacity=2)
+    rule = emu.script(
+        asg_name=asg_name,
+        sequence=[
+            {"state": "initial", "observations": 2},
+            {
+                "state": "unhealthy",
+                "reason": "Target.ResponseCodeMismatch",
+                "description": "Health checks failed with these codes: [502]",
+                "observations": 1,
+            },
+            {"state": "healthy"},
+        ],
+    )
+    expect(rule.get("status") == "ok", f"POST rule answered {rule}")
+    ids = emu.instances(asg_name)
+    expect(len(ids) == 2, f"expected 2 InService instances, got {ids}")
+    seen = []
+    for _ in range(5):
+        h = emu.health(tg)
+        expect(sorted(h) == sorted(ids), f"targets {sorted(h)} != instances {sorted(ids)}")
+        states = {h[i]["State"] for i in ids}
+        expect(len(states) == 1, f"both targets should move together, got {h}")
+        seen.append(h[ids[0]])
+    expect(
+        [s["State"] for s in seen] == ["initial", "initial", "unhealthy", "healthy", "healthy"],
+        f"state sequence was {[s['State'] for s in seen]}",
+    )
+    expect(seen[0].get("Reason") == "Elb.RegistrationInProgress", f"initial reason: {seen[0]}")
+    expect(
+        seen[2].get("Reason") == "Target.ResponseCodeMismatch"
+        and seen[2].get("Description") == "Health checks failed with these codes: [502]",
+        f"unhealthy reason/description: {seen[2]}",
+    )
+    expect("Reason" not in seen[3] and "Description" not in seen[3], f"healthy carries a reason: {seen[3]}")
+
+
+def check_scripted_health_seconds(emu: Emulator) -> None:
+    tg = emu.target_group("secs")
+    asg_name = emu.group("secs", tg, capacity=1)
+    target = emu.instances(asg_name)[0]
+    emu.script(
+        instance_id=target,
+        target_group_arn=tg,
+        sequence=[{"state": "initial", "seconds": 0.6}, {"state": "healthy"}],
+    )
+    first = [emu.health(tg)[target]["State"] for _ in range(3)]
+    expect(first == ["initial"] * 3, f"before 0.6 s: {first}")
+    time.sleep(0.7)
+    expect(emu.health(tg)[target]["State"] == "healthy", "timed step did not end")
+
+
+def check_draining_after_scale_in(emu: Emulator) -> None:
+    tg = emu.target_group("drain")
+    asg_name = emu.group("drain", tg, capacity=2)
+    oldest, newest = emu.instances(asg_name)
+    emu.asg.update_auto_scaling_group(AutoScalingGroupName=asg_name, DesiredCapacity=1)
+    expect(emu.instances(asg_name) == [newest], "scale-in should remove the oldest instance")
+    t0 = time.monotonic()
+    h = emu.health(tg)
+    expect(set(h) == {oldest, newest}, f"draining target should still be listed: {h}")
+    expect(h[newest]["State"] == "healthy", f"remaining target: {h[newest]}")
+    expect(
+        h[oldest] == {
+            "State": "draining",
+            "Reason": "Target.DeregistrationInProgress",
+            "Description": "Target deregistration is in progress",
+        },
+        f"removed target: {h[oldest]}",
+    )  # fmt: skip
+    # A capacity change must not re-register the drained instance (stock moto does).
+    emu.asg.set_desired_capacity(AutoScalingGroupName=asg_name, DesiredCapacity=2)
+    third = [i for i in emu.instances(asg_name) if i != newest]
+    expect(len(third) == 1, f"scale-out should add one instance: {emu.instances(asg_name)}")
+    h = emu.health(tg)
+    expect(h[oldest]["State"] == "draining", f"drained target re-registered: {h[oldest]}")
+    time.sleep(max(0.0, DELAY + 0.2 - (time.monotonic() - t0)))
+    h = emu.health(tg)
+    expect(set(h) == {newest, third[0]}, f"after the delay only InService targets remain: {h}")
+    gone = emu.health(tg, [oldest])[oldest]
+    expect(gone["State"] == "unused" and gone.get("Reason") == "Target.NotRegistered", f"drained target: {gone}")
+
+
+def check_launch_template_versions(emu: Emulator) -> None:
+    f = emu.fixture()
+    old_ami, new_ami = f["images"]
+    lt = emu.launch_template("lt")
+    v2 = emu.ec2.create_launch_template_version(
+        LaunchTemplateId=lt,
+        SourceVersion="1",
+        VersionDescription="release v2",
+        LaunchTemplateData={"ImageId": new_ami},
+    )["LaunchTemplateVersion"]
+    expect(v2["VersionNumber"] == 2, f"new version number {v2['VersionNumber']}")
+    versions = emu.ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=["2"])["LaunchTemplateVersions"]
+    data = versions[0]["LaunchTemplateData"]
+    expect(versions[0].get("VersionDescription") == "release v2", f"VersionDescription: {versions[0]}")
+    expect(data.get("ImageId") == new_ami, f"v2 ImageId {data.get('ImageId')} != {new_ami}")
+    expect(data.get("InstanceType") == "t3.micro", f"SourceVersion ignored: v2 data {data}")
+    expect(bool(data.get("UserData")), f"SourceVersion ignored: v2 has no UserData: {data}")
+    # A version carrying its own UserData must not break launches (stock moto: HTTP 500).
+    emu.ec2.create_launch_template_version(
+        LaunchTemplateId=lt,
+        SourceVersion="2",
+        LaunchTemplateData={"UserData": base64.b64encode(b"#!/bin/bash\necho v3\n").decode()},
+    )
+    # The default version stays 1; the groups below name other versions explicitly.
+    tg = emu.target_group("lt")
+    for version, ami, marker in (("2", new_ami, "selftest"), ("$Latest", new_ami, "v3"), ("$Default", old_ami, "selftest")):
+        asg_name = emu.group(f"lt{version.strip('$').lower()}", tg, capacity=1, lt=lt, version=version)
+        (iid,) = emu.instances(asg_name)
+        inst = emu.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+        expect(inst["ImageId"] == ami, f"Version {version}: instance runs {inst['ImageId']}, want {ami}")
+        user_data = emu.ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]
+        text = base64.b64decode(user_data.get("Value", "")).decode()
+        expect(marker in text, f"Version {version}: instance user data {text!r} lacks {marker!r}")
+    # Updating the group's version applies to the instances launched afterwards.
+    asg_name = emu.group("ltupd", tg, capacity=1, lt=lt, version="1")
+    emu.asg.update_auto_scaling_group(
+        AutoScalingGroupName=asg_name, LaunchTemplate={"LaunchTemplateId": lt, "Version": "2"}, DesiredCapacity=2
+    )
+    images = {
+        i["InstanceId"]: i["ImageId"]
+        for r in emu.ec2.describe_instances(InstanceIds=emu.instances(asg_name))["Reservations"]
+        for i in r["Instances"]
+    }
+    expect(sorted(images.values()) == sorted([old_ami, new_ami]), f"after update: {images}")
+
+
+def check_reset_clears_rules(emu: Emulator) -> None:
+    emu.script(asg_name=f"nobody-{emu.run}", sequence=[{"state": "unhealthy"}])
+    expect(len(emu.http("GET", "/_greenlight/target-health")["rules"]) >= 1, "rule not listed")
+    emu.http("DELETE", "/_greenlight/target-health")
+    expect(emu.http("GET", "/_greenlight/target-health")["rules"] == [], "DELETE left rules behind")
+    emu.script(asg_name=f"nobody-{emu.run}", sequence=[{"state": "unhealthy"}])
+    emu.http("POST", "/moto-api/reset")
+    state = emu.http("GET", "/_greenlight/target-health")
+    expect(state["rules"] == [] and state["draining"] == [], f"reset left state behind: {state}")
+    expect(emu.asg.describe_auto_scaling_groups()["AutoScalingGroups"] == [], "reset left groups behind")
+
+
+CHECKS: list[tuple[str, Callable[[Emulator], None]]] = [
+    ("scripted-health-observations", check_scripted_health_observations),
+    ("scripted-health-seconds", check_scripted_health_seconds),
+    ("draining-after-scale-in", check_draining_after_scale_in),
+    ("launch-template-versions", check_launch_template_versions),
+    ("reset-clears-rules", check_reset_clears_rules),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--skip-reset", action="store_true", help="leave out reset-clears-rules")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
+    args = parser.parse_args(argv)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        print("selftest.py: AWS_ENDPOINT_URL is not set", file=sys.stderr)
+        return 2
+    emu = Emulator(endpoint)
+    passed = failed = 0
+    for name, check in CHECKS:
+        if args.skip_reset and name == "reset-clears-rules":
+            continue
+        started = time.monotonic()
+        try:
+            check(emu)
+        except Exception as err:  # a failed expectation, or the emulator answering an error
+            failed += 1
+            print(f"FAIL {name}: {type(err).__name__}: {err}")
+            if args.verbose:
+                traceback.print_exc()
+        else:
+            passed += 1
+            print(f"ok   {name} ({time.monotonic() - started:.1f}s)")
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+//! The `Cloud` port: every AWS call greenlight makes goes through this trait, in greenlight's
+//! own types. The AWS SDK adapter ([`crate::aws`]) and the in-memory fake ([`crate::fake`])
+//! implement it; a fake can count every call and fail any of them.
+//!
+//! # Guarantees implementations give
+//! - Reads never change anything.
+//! - Every write is safe to repeat: repeating one after a crash or timeout converges to the same
+//!   state (or fails with [`CloudErrorKind::Conflict`] where AWS refuses a duplicate).
+//! - `route` is exactly one ModifyListener or ModifyRule call; nothing else changes routing.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+
+use super::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
+use super::health::TargetHealth;
+use super::names::{FleetName, ImageId, TargetGroupArn};
+use super::router::{Forward, RouterId, RouterState};
+
+/// What kind of failure a cloud call had: decides the exit code and whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudErrorKind {
+    /// The named resource does not exist (in this account and region).
+    NotFound,
+    /// Credentials are valid but lack permission.
+    AccessDenied,
+    /// No credentials, or expired or invalid ones.
+    Credentials,
+    /// AWS rejected the request's parameters.
+    InvalidRequest,
+    /// The resource already exists, or is in use.
+    Conflict,
+    /// Throttled, timed out, or a 5xx: worth retrying later.
+    Unavailable,
+    Other,
+}
+
+/// A failed cloud call, with the AWS error code kept for people and logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+pub struct CloudError {
+    pub kind: CloudErrorKind,
+    /// The API operation, e.g. `ModifyListener`.
+    pub operation: String,
+    /// The AWS error code, e.g. `ListenerNotFound`.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(kind: CloudErrorKind, operation: &str, message: impl Into<String>) -> CloudError {
+        CloudError {
+            kind,
+            operation: operation.to_owned(),
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> CloudError {
+        self.code = Some(code.into());
+        self
+    }
+}
+
+impl fmt::Display for CloudError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed", self.operation)?;
+        if let Some(code) = &self.code {
+            write!(f, " ({code})")?;
+        }
+        write!(f, ": {}", self.message.trim().replace('\n', " "))
+    }
+}
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// The settings of a target group that validation checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetGroupInfo {
+    pub arn: TargetGroupArn,
+    pub name: String,
+    /// `instance`, `ip`, `lambda` or `alb`: only `instance` works with Auto Scaling.
+    pub target_type: String,
+    pub vpc_id: Option<String>,
+    pub load_balancer_arns: Vec<String>,
+}
+
+/// One launch template version, resolved to its number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaunchTemplateVersion {
+    pub template_id: String,
+    pub number: u64,
+    pub image_id: Option<String>,
+    pub description: Option<String>,
+}
+
+/// The AWS operations greenlight uses, in its own terms.
+pub trait Cloud: Send + Sync {
+    /// The router's current forward action (DescribeListeners / DescribeRules).
+    fn router(&self, id: &RouterId) -> impl Future<Output = CloudResult<RouterState>> + Send;
+
+    fn target_group(
+        &self,
+        arn: &TargetGroupArn,
+    ) -> impl Future<Output = CloudResult<TargetGroupInfo>> + Send;
+
+    /// Every fleet attached to any of `target_groups`, including fleets being deleted.
+    fn fleets(
+        &self,
+        target_groups: &[TargetGroupArn],
+    ) -> impl Future<Output = CloudResult<Vec<FleetSummary>>> + Send;
+
+    /// The full configuration of one fleet: group settings, lifecycle hooks, scaling policies,
+    /// scheduled actions, tags.
+    fn fleet_config(
+        &self,
+        name: &FleetName,
+    ) -> impl Future<Output = CloudResult<FleetConfig>> + Send;
+
+    fn target_health(
+        &self,
+        target_group: &TargetGroupArn,
+    ) -> impl Future<Output = CloudResult<Vec<TargetHealth>>> + Send;
+
+    /// Whether the AMI exists and is visible to this account.
+    fn image_exists(&self, image: &ImageId) -> impl Future<Output = CloudResult<bool>> + Send;
+
+    /// Resolves a version (`3`, `$Latest`, `$Default`) of a template; `None` when missing.
+    fn launch_template_version(
+        &self,
+        template: &LaunchTemplateRef,
+    ) -> impl Future<Output = CloudResult<Option<LaunchTemplateVersion>>> + Send;
+
+    /// The version of `template_id` whose description is exactly `description`, if any: how a
+    /// release finds the version it created before a crash instead of creating another.
+    fn find_launch_template_version(
+        &self,
+        template_id: &str,
+        description: &str,
+    ) -> impl Future<Output = CloudResult<Option<LaunchTemplateVersion>>> + Send;
+
+    /// A new version of `template_id` copied from `source_version` with only the AMI changed.
+    fn create_launch_template_version(
+        &self,
+        template_id: &str,
+        source_version: u64,
+        image: &ImageId,
+        description: &str,
+    ) -> impl Future<Output = CloudResult<LaunchTemplateVersion>> + Send;
+
+    /// CreateAutoScalingGroup with everything that call accepts (launch, capacity, subnets,
+    /// health checks, lifecycle hooks, tags, target groups, …). Conflict if the name is taken.
+    fn create_fleet(
+        &self,
+        name: &FleetName,
+        config: &FleetConfig,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// What CreateAutoScalingGroup cannot carry: scaling policies, scheduled actions, metrics
+    /// collection, suspended processes. Each is a put, so repeating it is harmless.
+    fn configure_fleet(
+        &self,
+        name: &FleetName,
+        config: &FleetConfig,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    fn set_capacity(
+        &self,
+        name: &FleetName,
+        capacity: Capacity,
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// Creates or overwrites tags on the group (not propagated to instances).
+    fn tag_fleet(
+        &self,
+        name: &FleetName,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    fn untag_fleet(
+        &self,
+        name: &FleetName,
+        keys: &[String],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// Deletes the group and terminates its instances (ForceDelete).
+    fn delete_fleet(&self, name: &FleetName) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// Sets the router's forward action to `forwards` in one call, keeping any other actions
+    /// (authentication) and the stickiness settings as they are.
+    fn route(
+        &self,
+        id: &RouterId,
+        forwards: &[Forward],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+}

@@ -1,0 +1,501 @@
+//! The decisions: given the spec, one fresh observation and the clock, what is the one next
+//! step? Every step is idempotent, so a crash anywhere is healed by deciding again.
+//!
+//! The safety rules live here and nowhere else:
+//! - traffic moves ([`Action::Flip`]) only to a fleet that is [`FleetHealth::ready`] in the
+//!   very observation that decided the move;
+//! - capacity changes and deletions only touch the idle slot, never a slot with traffic;
+//! - a fleet greenlight does not manage for this service is never changed, only reported.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::fleet::Capacity;
+use super::health::FleetHealth;
+use super::names::{FleetName, ImageId, ReleaseName, TargetGroupArn};
+use super::observed::{
+    Observed, Occupancy, Occupant, crowded_message, foreign_fleet, straddling_fleets,
+};
+use super::router::Slot;
+use super::spec::Spec;
+use super::tags::Phase;
+
+/// What green launches from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Launch {
+    /// A new launch template version, copied from the live fleet's with this AMI.
+    Image(ImageId),
+    /// An existing version of the live fleet's launch template.
+    Version(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployRequest {
+    pub release: ReleaseName,
+    pub launch: Launch,
+}
+
+/// The clock, as the core sees it: an argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub now: SystemTime,
+    /// When a release that is still not healthy is failed.
+    pub health_deadline: SystemTime,
+}
+
+/// One idempotent step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Delete a fleet that sits in the idle slot but is not the release being deployed (the
+    /// release before the previous one, or a failed one). It takes no traffic.
+    RetireFleet {
+        fleet: FleetName,
+        release: String,
+        phase: Option<Phase>,
+    },
+    /// Create green as a twin of the live fleet, at zero capacity, attached to the idle slot.
+    CreateFleet {
+        fleet: FleetName,
+        release: ReleaseName,
+        source: FleetName,
+        target_group: TargetGroupArn,
+        launch: Launch,
+    },
+    /// Apply green's remaining settings, scale it to the live fleet's capacity, mark it
+    /// provisioning.
+    ConfigureFleet {
+        fleet: FleetName,
+        release: ReleaseName,
+        source: FleetName,
+        target_group: TargetGroupArn,
+        launch: Launch,
+    },
+    /// Bring a failed release back to capacity to try it again.
+    ReviveFleet {
+        fleet: FleetName,
+        capacity: Capacity,
+    },
+    /// One router call: all traffic to `to`.
+    Flip {
+        to: TargetGroupArn,
+        from: TargetGroupArn,
+        fleet: FleetName,
+        release: String,
+    },
+    MarkLive {
+        fleet: FleetName,
+        release: String,
+    },
+    MarkWarm {
+        fleet: FleetName,
+        release: String,
+        #[serde(with = "rfc3339")]
+        until: SystemTime,
+    },
+    /// Green never became healthy: scale it to zero and record why. Traffic never moved.
+    FailRelease {
+        fleet: FleetName,
+        release: String,
+        reasons: Vec<String>,
+    },
+}
+
+impl Action {
+    /// The short name events and logs use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::RetireFleet { .. } => "retire_fleet",
+            Action::CreateFleet { .. } => "create_fleet",
+            Action::ConfigureFleet { .. } => "configure_fleet",
+            Action::ReviveFleet { .. } => "revive_fleet",
+            Action::Flip { .. } => "flip",
+            Action::MarkLive { .. } => "mark_live",
+            Action::MarkWarm { .. } => "mark_warm",
+            Action::FailRelease { .. } => "fail_release",
+        }
+    }
+
+    /// The fleet the action changes, if any.
+    pub fn fleet(&self) -> &FleetName {
+        match self {
+            Action::RetireFleet { fleet, .. }
+            | Action::CreateFleet { fleet, .. }
+            | Action::ConfigureFleet { fleet, .. }
+            | Action::ReviveFleet { fleet, .. }
+            | Action::Flip { fleet, .. }
+            | Action::MarkLive { fleet, .. }
+            | Action::MarkWarm { fleet, .. }
+            | Action::FailRelease { fleet, .. } => fleet,
+        }
+    }
+}
+
+/// Why greenlight will not go on; each maps to one exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// The request cannot be carried out as asked; nothing was changed.
+    BadInput,
+    /// Another release is being deployed into the idle slot.
+    Busy,
+    /// AWS is in a state greenlight will not act on without a person.
+    NeedsAttention,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(kind: RefusalKind, message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Act(Action),
+    /// Nothing to do until green's health changes.
+    Wait {
+        fleet: FleetName,
+        health: FleetHealth,
+    },
+    /// The requested release takes all traffic and the tags agree.
+    Done {
+        release: String,
+        slot: Slot,
+    },
+    Refuse(Refusal),
+}
+
+/// Where traffic goes now and who serves it: the part of every decision that must hold before
+/// anything else is considered.
+pub struct Live<'a> {
+    pub slot: Slot,
+    pub occupant: Occupant<'a>,
+}
+
+/// The live slot and the one fleet serving it, or why greenlight cannot tell.
+pub fn live<'a>(spec: &Spec, observed: &'a Observed) -> Result<Live<'a>, Refusal> {
+    let routing = observed.routing(&spec.slots);
+    if let Some(problem) = routing.describe_problem(&spec.router, &spec.slots) {
+        return Err(Refusal::new(RefusalKind::NeedsAttention, problem));
+    }
+    let super::router::Routing::Live(slot) = routing else {
+        unreachable!("describe_problem returns None only for Routing::Live")
+    };
+    let straddling = straddling_fleets(observed);
+    if let Some(fleet) = straddling.first() {
+        return Err(Refusal::new(
+            RefusalKind::NeedsAttention,
+            format!(
+                "fleet {} is attached to both target groups; detach it from one",
+                fleet.name
+            ),
+        ));
+    }
+    let target_group = spec.slots.get(slot);
+    match observed.slot(slot).occupancy() {
+        Occupancy::One(occupant) => Ok(Live { slot, occupant }),
+        Occupancy::Empty => Err(Refusal::new(
+            RefusalKind::NeedsAttention,
+            format!(
+                "no fleet is attached to the live target group {}; attach the Auto Scaling \
+                 group that serves it",
+                target_group.short_name()
+            ),
+        )),
+        Occupancy::Crowded(fleets) => Err(Refusal::new(
+            RefusalKind::NeedsAttention,
+            crowded_message(target_group, &fleets),
+        )),
+    }
+}
+
+/// The tag fixes that follow a flip (or a crash right after one): the fleet that lost traffic
+/// becomes warm, then the fleet that has it becomes live. Warm is marked first so that, after
+/// a crash between the two, "live fleet not yet marked" still identifies the fresh flip and
+/// the previous fleet is recognised even when greenlight had never tagged it.
+pub fn settle(
+    spec: &Spec,
+    observed: &Observed,
+    now: SystemTime,
+) -> Result<Option<Action>, Refusal> {
+    let live = live(spec, observed)?;
+    let fresh_flip = live.occupant.phase() != Some(Phase::Live);
+    if let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() {
+        let was_live = match idle.phase() {
+            Some(Phase::Live) => !foreign_fleet(&idle, &spec.service),
+            // Adopt a never-tagged fleet only right after greenlight flipped away from it; an
+            // unknown fleet that merely sits in the idle slot is left alone.
+            None => {
+                fresh_flip
+                    && idle.tags.service.is_none()
+                    && live.occupant.tags.managed_for(&spec.service)
+            }
+            _ => false,
+        };
+        if was_live {
+            return Ok(Some(Action::MarkWarm {
+                fleet: idle.fleet.name.clone(),
+                release: idle.release(),
+                until: now + spec.retention.keep_warm,
+            }));
+        }
+    }
+    if fresh_flip && !foreign_fleet(&live.occupant, &spec.service) {
+        return Ok(Some(Action::MarkLive {
+            fleet: live.occupant.fleet.name.clone(),
+            release: live.occupant.release(),
+        }));
+    }
+    Ok(None)
+}
+
+/// A release name may be deployed again only with the artifact it was first deployed with.
+fn same_artifact(occupant: &Occupant<'_>, request: &DeployRequest) -> Result<(), Refusal> {
+    let conflict = match &request.launch {
+        Launch::Image(image) => occupant
+            .tags
+            .image
+            .as_deref()
+            .filter(|tagged| *tagged != image.as_str()),
+        Launch::Version(version) => occupant
+            .tags
+            .launch_template_version
+            .as_deref()
+            .filter(|tagged| occupant.tags.image.is_none() && *tagged != version.to_string()),
+    };
+    match conflict {
+        Some(tagged) => Err(Refusal::new(
+            RefusalKind::BadInput,
+            format!(
+                "release {} already exists (fleet {}) with {tagged}; give the new build a new \
+                 --release name",
+                request.release, occupant.fleet.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The next step of `greenlight deploy`.
+pub fn decide_deploy(
+    spec: &Spec,
+    request: &DeployRequest,
+    observed: &Observed,
+    clock: Clock,
+) -> Decision {
+    match decide_deploy_inner(spec, request, observed, clock) {
+        Ok(decision) => decision,
+        Err(refusal) => Decision::Refuse(refusal),
+    }
+}
+
+fn decide_deploy_inner(
+    spec: &Spec,
+    request: &DeployRequest,
+    observed: &Observed,
+    clock: Clock,
+) -> Result<Decision, Refusal> {
+    if let Some(action) = settle(spec, observed, clock.now)? {
+        return Ok(Decision::Act(action));
+    }
+    let live = live(spec, observed)?;
+    let idle_slot = live.slot.other();
+    let idle_tg = spec.slots.get(idle_slot);
+    let release = request.release.as_str();
+    let managed = |o: &Occupant<'_>| o.tags.managed_for(&spec.service);
+
+    if managed(&live.occupant) && live.occupant.release() == release {
+        same_artifact(&live.occupant, request)?;
+        return Ok(Decision::Done {
+            release: release.to_owned(),
+            slot: live.slot,
+        });
+    }
+
+    let idle = match observed.slot(idle_slot).occupancy() {
+        Occupancy::Empty => {
+            return Ok(Decision::Act(Action::CreateFleet {
+                fleet: FleetName::for_release(&spec.service, &request.release),
+                release: request.release.clone(),
+                source: live.occupant.fleet.name.clone(),
+                target_group: idle_tg.clone(),
+                launch: request.launch.clone(),
+            }));
+        }
+        Occupancy::Crowded(fleets) => {
+            return Err(Refusal::new(
+                RefusalKind::NeedsAttention,
+                crowded_message(idle_tg, &fleets),
+            ));
+        }
+        Occupancy::One(idle) => idle,
+    };
+
+    if !managed(&idle) {
+        let owner = match &idle.tags.service {
+            Some(other) => format!("belongs to service {other}"),
+            None => "is not managed by greenlight".to_owned(),
+        };
+        return Err(Refusal::new(
+            RefusalKind::NeedsAttention,
+            format!(
+                "fleet {} in the idle target group {} {owner}; detach it from that target \
+                 group or delete it, then retry",
+                idle.fleet.name,
+                idle_tg.short_name()
+            ),
+        ));
+    }
+
+    if idle.release() != release {
+        return match idle.phase() {
+            Some(Phase::Creating | Phase::Provisioning) => Err(Refusal::new(
+                RefusalKind::Busy,
+                format!(
+                    "release {} is being deployed into target group {} (fleet {}); let that \
+                     deploy finish, or re-run it with --release {} to resume it",
+                    idle.release(),
+                    idle_tg.short_name(),
+                    idle.fleet.name,
+                    idle.release()
+                ),
+            )),
+            phase => Ok(Decision::Act(Action::RetireFleet {
+                fleet: idle.fleet.name.clone(),
+                release: idle.release(),
+                phase,
+            })),
+        };
+    }
+
+    same_artifact(&idle, request)?;
+    let fleet = idle.fleet.name.clone();
+    match idle.phase() {
+        Some(Phase::Creating) => Ok(Decision::Act(Action::ConfigureFleet {
+            fleet,
+            release: request.release.clone(),
+            source: live.occupant.fleet.name.clone(),
+            target_group: idle_tg.clone(),
+            launch: request.launch.clone(),
+        })),
+        Some(Phase::Failed) => Ok(Decision::Act(Action::ReviveFleet {
+            fleet,
+            capacity: live.occupant.fleet.capacity,
+        })),
+        _ if idle.health.ready() => Ok(Decision::Act(Action::Flip {
+            to: idle_tg.clone(),
+            from: spec.slots.get(live.slot).clone(),
+            fleet,
+            release: release.to_owned(),
+        })),
+        _ if clock.now >= clock.health_deadline => Ok(Decision::Act(Action::FailRelease {
+            fleet,
+            release: release.to_owned(),
+            reasons: failure_reasons(&idle.health, &observed.slot(idle_slot).targets, &idle),
+        })),
+        _ => Ok(Decision::Wait {
+            fleet,
+            health: idle.health.clone(),
+        }),
+    }
+}
+
+fn failure_reasons(
+    health: &FleetHealth,
+    targets: &[super::health::TargetHealth],
+    idle: &Occupant<'_>,
+) -> Vec<String> {
+    let mut reasons = vec![format!("not healthy in time: {}", health.progress())];
+    reasons.extend(super::health::unhealthy_descriptions(idle.fleet, targets));
+    reasons
+}
+
+/// The step of `greenlight rollback`: route back to the warm previous release, now, or say why
+/// not. It never waits: a rollback is for when things are on fire.
+pub fn decide_rollback(spec: &Spec, observed: &Observed) -> Result<Action, Refusal> {
+    let live = live(spec, observed)?;
+    let idle_slot = live.slot.other();
+    let idle_tg = spec.slots.get(idle_slot);
+    let refuse = |message: String| Err(Refusal::new(RefusalKind::NeedsAttention, message));
+    let idle = match observed.slot(idle_slot).occupancy() {
+        Occupancy::Empty => {
+            return refuse(format!(
+                "nothing to roll back to: no fleet is attached to target group {} (the previous \
+                 release is gone); deploy the previous build as a new release instead",
+                idle_tg.short_name()
+            ));
+        }
+        Occupancy::Crowded(fleets) => return refuse(crowded_message(idle_tg, &fleets)),
+        Occupancy::One(idle) => idle,
+    };
+    if !idle.tags.managed_for(&spec.service) {
+        return refuse(format!(
+            "fleet {} in target group {} is not a previous release of {}; greenlight will not \
+             route traffic to it",
+            idle.fleet.name,
+            idle_tg.short_name(),
+            spec.service
+        ));
+    }
+    match idle.phase() {
+        Some(Phase::Failed) => {
+            return refuse(format!(
+                "the fleet in target group {} is release {}, which failed ({}); it never took \
+                 traffic and will not now",
+                idle_tg.short_name(),
+                idle.release(),
+                idle.tags.failure.as_deref().unwrap_or("no reason recorded")
+            ));
+        }
+        Some(Phase::Creating | Phase::Provisioning) => {
+            return refuse(format!(
+                "the fleet in target group {} is release {}, still being deployed; it has never \
+                 taken traffic, so there is nothing to roll back to",
+                idle_tg.short_name(),
+                idle.release()
+            ));
+        }
+        Some(Phase::Warm | Phase::Live) | None => {}
+    }
+    if !idle.health.ready() {
+        return refuse(format!(
+            "previous release {} (fleet {}) is not warm and healthy: {}; routing to it would \
+             drop requests",
+            idle.release(),
+            idle.fleet.name,
+            idle.health.progress()
+        ));
+    }
+    Ok(Action::Flip {
+        to: idle_tg.clone(),
+        from: spec.slots.get(live.slot).clone(),
+        fleet: idle.fleet.name.clone(),
+        release: idle.release(),
+    })
+}
+
+/// How long a warm fleet has left, for status output.
+pub fn warm_left(until: SystemTime, now: SystemTime) -> Option<Duration> {
+    until.duration_since(now).ok()
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::core::tags::timestamp(*t))
+    }
+}

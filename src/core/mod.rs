@@ -1,0 +1,13 @@
+//! The pure core: domain types, the `Cloud` port, and the decision functions.
+//! Nothing here imports tokio, the AWS SDK, or touches the network, disk or clock.
+
+pub mod cloud;
+pub mod decide;
+pub mod fleet;
+pub mod health;
+pub mod names;
+pub mod observed;
+pub mod router;
+pub mod spec;
+pub mod tags;
+pub mod twin;

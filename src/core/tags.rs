@@ -1,0 +1,204 @@
+//! The tag schema: greenlight keeps a release's progress on its fleet's tags and nowhere else.
+//!
+//! Schema version 1 (`greenlight:schema = 1`). Every key starts with `greenlight:`:
+//!
+//! | key | value |
+//! |---|---|
+//! | `greenlight:schema` | `1` |
+//! | `greenlight:service` | the service name |
+//! | `greenlight:release` | the release this fleet runs |
+//! | `greenlight:phase` | `creating`, `provisioning`, `live`, `warm` or `failed` |
+//! | `greenlight:image` | the AMI the release was deployed with (when `--image-id` was used) |
+//! | `greenlight:launch-template-version` | the launch template version the fleet launches |
+//! | `greenlight:created-at` | RFC 3339 time the fleet was created |
+//! | `greenlight:live-at` | RFC 3339 time the fleet last started taking traffic |
+//! | `greenlight:warm-until` | RFC 3339 time until which a previous release is kept warm |
+//! | `greenlight:failure` | why the release failed (phase `failed`), at most 256 characters |
+//!
+//! Readers ignore keys they do not know, so later versions may add keys without a bump; a
+//! change of meaning bumps the schema and readers refuse a newer schema than they know.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::names::{ReleaseName, ServiceName};
+
+pub const PREFIX: &str = "greenlight:";
+pub const SCHEMA: &str = "greenlight:schema";
+pub const SERVICE: &str = "greenlight:service";
+pub const RELEASE: &str = "greenlight:release";
+pub const PHASE: &str = "greenlight:phase";
+pub const IMAGE: &str = "greenlight:image";
+pub const LAUNCH_TEMPLATE_VERSION: &str = "greenlight:launch-template-version";
+pub const CREATED_AT: &str = "greenlight:created-at";
+pub const LIVE_AT: &str = "greenlight:live-at";
+pub const WARM_UNTIL: &str = "greenlight:warm-until";
+pub const FAILURE: &str = "greenlight:failure";
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Longest tag value Auto Scaling accepts.
+pub const MAX_VALUE_LEN: usize = 256;
+
+/// Where a release's fleet is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The group exists at zero capacity; its policies and settings may be incomplete.
+    Creating,
+    /// Fully configured and scaled; waiting for its targets to be healthy.
+    Provisioning,
+    /// Takes the traffic.
+    Live,
+    /// A previous release, kept at capacity so rollback is one call.
+    Warm,
+    /// Never became healthy; scaled to zero.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Creating => "creating",
+            Phase::Provisioning => "provisioning",
+            Phase::Live => "live",
+            Phase::Warm => "warm",
+            Phase::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Phase> {
+        [
+            Phase::Creating,
+            Phase::Provisioning,
+            Phase::Live,
+            Phase::Warm,
+            Phase::Failed,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == value)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The greenlight tags of one fleet, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReleaseTags {
+    pub schema: Option<u32>,
+    pub service: Option<String>,
+    pub release: Option<String>,
+    pub phase: Option<Phase>,
+    pub image: Option<String>,
+    pub launch_template_version: Option<String>,
+    pub warm_until: Option<SystemTime>,
+    pub failure: Option<String>,
+}
+
+impl ReleaseTags {
+    pub fn read(tags: &BTreeMap<String, String>) -> ReleaseTags {
+        let get = |key: &str| tags.get(key).cloned();
+        ReleaseTags {
+            schema: tags.get(SCHEMA).and_then(|v| v.parse().ok()),
+            service: get(SERVICE),
+            release: get(RELEASE),
+            phase: tags.get(PHASE).and_then(|v| Phase::parse(v)),
+            image: get(IMAGE),
+            launch_template_version: get(LAUNCH_TEMPLATE_VERSION),
+            warm_until: tags
+                .get(WARM_UNTIL)
+                .and_then(|v| humantime::parse_rfc3339_weak(v).ok()),
+            failure: get(FAILURE),
+        }
+    }
+
+    /// Whether greenlight manages this fleet for `service`.
+    pub fn managed_for(&self, service: &ServiceName) -> bool {
+        self.service.as_deref() == Some(service.as_str())
+    }
+}
+
+/// RFC 3339 to the second, as tags store times.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Cuts `value` to what a tag can hold, on a character boundary.
+pub fn clip(value: &str) -> String {
+    if value.len() <= MAX_VALUE_LEN {
+        return value.to_owned();
+    }
+    let mut end = MAX_VALUE_LEN - '…'.len_utf8();
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &value[..end])
+}
+
+/// The tags a new release fleet is created with.
+pub fn for_new_release(
+    service: &ServiceName,
+    release: &ReleaseName,
+    image: Option<&str>,
+    launch_template_version: Option<&str>,
+    now: SystemTime,
+) -> Vec<(String, String)> {
+    let mut tags = vec![
+        (SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
+        (SERVICE.to_owned(), service.to_string()),
+        (RELEASE.to_owned(), release.to_string()),
+        (PHASE.to_owned(), Phase::Creating.to_string()),
+        (CREATED_AT.to_owned(), timestamp(now)),
+    ];
+    if let Some(image) = image {
+        tags.push((IMAGE.to_owned(), image.to_owned()));
+    }
+    if let Some(version) = launch_template_version {
+        tags.push((LAUNCH_TEMPLATE_VERSION.to_owned(), version.to_owned()));
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let service = ServiceName::parse("checkout").unwrap();
+        let release = ReleaseName::parse("v2").unwrap();
+        let mut map: BTreeMap<String, String> =
+            for_new_release(&service, &release, Some("ami-12345678"), Some("3"), now)
+                .into_iter()
+                .collect();
+        map.insert(WARM_UNTIL.into(), timestamp(now));
+        map.insert("team".into(), "payments".into());
+        let tags = ReleaseTags::read(&map);
+        assert_eq!(tags.schema, Some(1));
+        assert!(tags.managed_for(&service));
+        assert_eq!(tags.release.as_deref(), Some("v2"));
+        assert_eq!(tags.phase, Some(Phase::Creating));
+        assert_eq!(tags.image.as_deref(), Some("ami-12345678"));
+        assert_eq!(tags.launch_template_version.as_deref(), Some("3"));
+        assert_eq!(tags.warm_until, Some(now));
+    }
+
+    #[test]
+    fn clip_respects_limit_and_char_boundaries() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(300);
+        let clipped = clip(&long);
+        assert!(clipped.len() <= MAX_VALUE_LEN);
+        assert!(clipped.ends_with('…'));
+    }
+}

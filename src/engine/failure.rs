@@ -1,0 +1,66 @@
+//! Why a command stopped, one variant per exit code family; mapped to codes in `crate::exit`.
+
+use crate::core::cloud::CloudError;
+use crate::core::decide::{Refusal, RefusalKind};
+use crate::core::spec::ConfigError;
+use crate::core::twin::TwinError;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The request or the AWS resources it names are wrong; nothing was changed.
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Twin(#[from] TwinError),
+    /// Green never became healthy; traffic stayed on (or went back to) the previous release.
+    #[error("release {release} failed: {}", reasons.join("; "))]
+    ReleaseFailed {
+        release: String,
+        reasons: Vec<String>,
+    },
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    NeedsAttention(String),
+    /// An AWS call failed. `changed` tells whether this run had already changed something, which
+    /// decides between "fix the input" and "fix it, then re-run to resume".
+    #[error("{}", cloud_message(error, *changed))]
+    Cloud { error: CloudError, changed: bool },
+}
+
+fn cloud_message(error: &CloudError, changed: bool) -> String {
+    use crate::core::cloud::CloudErrorKind as K;
+    let hint = match error.kind {
+        K::Credentials => {
+            "; check the AWS credentials (AWS_PROFILE, aws sso login, or the AWS_* variables)"
+        }
+        K::AccessDenied => "; grant the IAM actions listed in the README",
+        K::NotFound if !changed => "; check the ARNs and the region",
+        K::Unavailable => "; check the network and AWS_ENDPOINT_URL, then retry",
+        _ => "",
+    };
+    let resume = if changed {
+        "; the release stopped part-way, re-run the same command to resume"
+    } else {
+        ""
+    };
+    format!("{error}{hint}{resume}")
+}
+
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Failure {
+        match refusal.kind {
+            RefusalKind::BadInput => Failure::BadInput(refusal.message),
+            RefusalKind::Busy => Failure::Busy(refusal.message),
+            RefusalKind::NeedsAttention => Failure::NeedsAttention(refusal.message),
+        }
+    }
+}
+
+impl Failure {
+    pub fn cloud(changed: bool) -> impl FnOnce(CloudError) -> Failure {
+        move |error| Failure::Cloud { error, changed }
+    }
+}

@@ -1,0 +1,14 @@
+//! The loop around the core: observe through the `Cloud` port, ask the core for the next step,
+//! apply it, and wait with backoff when there is nothing to do but wait.
+
+pub mod backoff;
+pub mod clock;
+pub mod deploy;
+pub mod events;
+pub mod execute;
+pub mod failure;
+pub mod observe;
+pub mod preflight;
+pub mod rollback;
+pub mod status;
+pub mod validate;

@@ -1,0 +1,112 @@
+//! Checks a deploy makes before its first change, so that bad input changes nothing in AWS.
+
+use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
+use crate::core::decide::{DeployRequest, Launch, live};
+use crate::core::fleet::LaunchTemplateRef;
+use crate::core::names::TargetGroupArn;
+use crate::core::router::RouterId;
+use crate::core::spec::Spec;
+use crate::core::twin::check_launch;
+
+use super::failure::Failure;
+use super::observe::observe;
+
+/// A read that failed because the resource is missing is bad input; other failures are kept.
+fn missing(what: String) -> impl FnOnce(CloudError) -> Failure {
+    move |error| match error.kind {
+        CloudErrorKind::NotFound => Failure::BadInput(format!(
+            "{what} was not found ({}); check the ARN and the region",
+            error.code.as_deref().unwrap_or("not found")
+        )),
+        _ => Failure::Cloud {
+            error,
+            changed: false,
+        },
+    }
+}
+
+/// The router and both target groups exist, and the target groups can hold fleets.
+pub async fn check_resources<C: Cloud>(cloud: &C, spec: &Spec) -> Result<(), Failure> {
+    cloud
+        .router(&spec.router)
+        .await
+        .map_err(missing(router_name(&spec.router)))?;
+    for (slot, arn) in spec.slots.iter() {
+        check_target_group(cloud, arn, &format!("target group {slot}")).await?;
+    }
+    Ok(())
+}
+
+fn router_name(router: &RouterId) -> String {
+    match router {
+        RouterId::Listener(arn) => format!("[router] listener_arn {arn}"),
+        RouterId::Rule(arn) => format!("[router] rule_arn {arn}"),
+    }
+}
+
+async fn check_target_group<C: Cloud>(
+    cloud: &C,
+    arn: &TargetGroupArn,
+    what: &str,
+) -> Result<(), Failure> {
+    let info = cloud
+        .target_group(arn)
+        .await
+        .map_err(missing(format!("{what} {arn}")))?;
+    if info.target_type != "instance" {
+        return Err(Failure::BadInput(format!(
+            "{what} {} has target type {}; Auto Scaling fleets need target type instance",
+            info.name, info.target_type
+        )));
+    }
+    Ok(())
+}
+
+/// Everything `deploy` can check without changing anything.
+pub async fn check_deploy<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    request: &DeployRequest,
+) -> Result<(), Failure> {
+    check_resources(cloud, spec).await?;
+    if let Launch::Image(image) = &request.launch
+        && !cloud
+            .image_exists(image)
+            .await
+            .map_err(Failure::cloud(false))?
+    {
+        return Err(Failure::BadInput(format!(
+            "image {image} was not found; check --image-id and the region"
+        )));
+    }
+    let observed = observe(cloud, spec).await.map_err(Failure::cloud(false))?;
+    let live = live(spec, &observed)?;
+    if live.occupant.tags.managed_for(&spec.service)
+        && live.occupant.release() == request.release.as_str()
+    {
+        return Ok(());
+    }
+    let config = cloud
+        .fleet_config(&live.occupant.fleet.name)
+        .await
+        .map_err(Failure::cloud(false))?;
+    check_launch(&live.occupant.fleet.name, &config.launch)?;
+    if let (Launch::Version(version), Some(template)) = (&request.launch, config.launch.template())
+    {
+        let wanted = LaunchTemplateRef {
+            id: template.id.clone(),
+            version: version.to_string(),
+        };
+        let found = cloud
+            .launch_template_version(&wanted)
+            .await
+            .map_err(Failure::cloud(false))?;
+        if found.is_none() {
+            return Err(Failure::BadInput(format!(
+                "launch template {} has no version {version}; check --launch-template-version",
+                template.id
+            )));
+        }
+    }
+    Ok(())
+}

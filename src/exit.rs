@@ -1,0 +1,48 @@
+//! Exit codes: the contract with pipelines. Documented in the README and in `--help`.
+
+use crate::core::cloud::CloudErrorKind;
+use crate::engine::failure::Failure;
+
+pub const SUCCESS: u8 = 0;
+/// Unexpected internal error (a bug, or an AWS failure greenlight cannot classify).
+pub const INTERNAL: u8 = 1;
+/// Bad input or config: nothing was changed.
+pub const BAD_INPUT: u8 = 2;
+/// The release failed; traffic stayed on (or returned to) the previous release.
+pub const RELEASE_FAILED: u8 = 3;
+/// Another deploy is in progress.
+pub const BUSY: u8 = 4;
+/// Needs attention: AWS is in a state greenlight will not act on, or rollback is impossible.
+pub const NEEDS_ATTENTION: u8 = 5;
+
+/// The table `--help` prints.
+pub const HELP: &str = "\
+Exit codes:
+  0  success
+  1  unexpected internal error
+  2  bad input or config (nothing was changed)
+  3  release failed; traffic stayed on (or returned to) the previous release
+  4  another deploy is in progress
+  5  needs attention: state inconsistent, rollback impossible, or a step failed part-way";
+
+pub fn code(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Config(_) | Failure::BadInput(_) | Failure::Twin(_) => BAD_INPUT,
+        Failure::ReleaseFailed { .. } => RELEASE_FAILED,
+        Failure::Busy(_) => BUSY,
+        Failure::NeedsAttention(_) => NEEDS_ATTENTION,
+        Failure::Cloud { changed: true, .. } => NEEDS_ATTENTION,
+        Failure::Cloud {
+            error,
+            changed: false,
+        } => match error.kind {
+            CloudErrorKind::NotFound
+            | CloudErrorKind::InvalidRequest
+            | CloudErrorKind::AccessDenied
+            | CloudErrorKind::Credentials => BAD_INPUT,
+            CloudErrorKind::Conflict | CloudErrorKind::Unavailable | CloudErrorKind::Other => {
+                INTERNAL
+            }
+        },
+    }
+}

@@ -1,0 +1,851 @@
+//! An in-memory AWS for tests: a stateful implementation of the `Cloud` port, with a clock
+//! that jumps instead of sleeping, scripted target health, injected faults at any call, a log
+//! of every call, and a watch on the safety invariants after every change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::core::cloud::{
+    Cloud, CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion, TargetGroupInfo,
+};
+use crate::core::fleet::{
+    Capacity, FleetConfig, FleetInstance, FleetLaunch, FleetSummary, FleetTag, LaunchTemplateRef,
+    LifecycleHook, MetricsCollection, ScalingPolicy, ScheduledAction, TargetTracking,
+};
+use crate::core::health::{TargetHealth, TargetState, fleet_health};
+use crate::core::names::{FleetName, ImageId, TargetGroupArn};
+use crate::core::router::{Forward, RouterAction, RouterId, RouterState, Weight};
+use crate::core::spec::Spec;
+use crate::engine::clock::Clock;
+
+/// A clock that only moves when something sleeps on it (or a test advances it).
+#[derive(Debug)]
+pub struct FakeClock {
+    now: Mutex<SystemTime>,
+}
+
+impl FakeClock {
+    pub fn new(start: SystemTime) -> Arc<FakeClock> {
+        Arc::new(FakeClock {
+            now: Mutex::new(start),
+        })
+    }
+
+    pub fn advance(&self, by: Duration) {
+        *self.now.lock().expect("clock lock") += by;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> SystemTime {
+        *self.now.lock().expect("clock lock")
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        // Never zero: a loop that sleeps must see time pass, as it would for real.
+        self.advance(duration.max(Duration::from_millis(1)));
+    }
+}
+
+impl Clock for Arc<FakeClock> {
+    fn now(&self) -> SystemTime {
+        self.as_ref().now()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        self.as_ref().sleep(duration).await;
+    }
+}
+
+/// How a new instance of a fleet behaves, measured from its launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthScript {
+    /// Time in `Pending` before `InService` (and registered in the target group).
+    pub pending_for: Duration,
+    /// Time in `initial` after registration.
+    pub initial_for: Duration,
+    /// The state after that, for good.
+    pub then: TargetState,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+}
+
+impl HealthScript {
+    /// Registers and passes health checks after a realistic delay.
+    pub fn healthy_after(initial_for: Duration) -> HealthScript {
+        HealthScript {
+            pending_for: Duration::from_secs(20),
+            initial_for,
+            then: TargetState::Healthy,
+            reason: None,
+            description: None,
+        }
+    }
+
+    /// Registers, then fails health checks for good.
+    pub fn unhealthy(reason: &str, description: &str) -> HealthScript {
+        HealthScript {
+            pending_for: Duration::from_secs(20),
+            initial_for: Duration::from_secs(30),
+            then: TargetState::Unhealthy,
+            reason: Some(reason.into()),
+            description: Some(description.into()),
+        }
+    }
+}
+
+/// Whether an injected fault happens before the call takes effect or after (the call landed
+/// but its answer was lost, as with a timeout or a crash right after the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTiming {
+    Before,
+    After,
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    operation: String,
+    /// 1-based occurrence of the operation that fails.
+    nth: usize,
+    timing: FaultTiming,
+    error: CloudError,
+}
+
+#[derive(Debug, Clone)]
+struct FakeInstance {
+    id: String,
+    launched: SystemTime,
+    script: HealthScript,
+}
+
+#[derive(Debug, Clone)]
+struct FakeFleet {
+    config: FleetConfig,
+    instances: Vec<FakeInstance>,
+    deleted_at: Option<SystemTime>,
+}
+
+/// How long a deleted group stays visible as "Delete in progress".
+const DELETION_LINGERS: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Default)]
+struct World {
+    routers: Vec<(RouterId, RouterAction)>,
+    target_groups: BTreeMap<TargetGroupArn, TargetGroupInfo>,
+    fleets: BTreeMap<FleetName, FakeFleet>,
+    templates: BTreeMap<String, Vec<LaunchTemplateVersion>>,
+    images: BTreeSet<String>,
+    scripts: BTreeMap<FleetName, HealthScript>,
+    default_script: Option<HealthScript>,
+    next_instance: u64,
+    calls: Vec<String>,
+    faults: Vec<Fault>,
+    violations: Vec<String>,
+}
+
+pub struct FakeCloud {
+    world: Mutex<World>,
+    clock: Arc<FakeClock>,
+}
+
+/// Names used by [`FakeCloud::sample`].
+pub mod sample {
+    pub const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/checkout/50dc6c495c0c9188/f2f7dc8efc522ab2";
+    pub const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-a/6d0ecf831eec9f09";
+    pub const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-b/7a1fdf942ffd0a1a";
+    pub const TEMPLATE: &str = "lt-0123456789abcdef0";
+    pub const BLUE: &str = "checkout-blue";
+    pub const BLUE_IMAGE: &str = "ami-11111111";
+    pub const NEXT_IMAGE: &str = "ami-22222222";
+    pub const THIRD_IMAGE: &str = "ami-33333333";
+}
+
+impl FakeCloud {
+    pub fn new(clock: Arc<FakeClock>) -> FakeCloud {
+        FakeCloud {
+            world: Mutex::new(World::default()),
+            clock,
+        }
+    }
+
+    /// The sample service: a listener forwarding to slot a, whose fleet `checkout-blue` runs 2
+    /// healthy instances from launch template version 1; slot b empty.
+    pub fn sample(clock: Arc<FakeClock>) -> (FakeCloud, Spec) {
+        use sample::*;
+        let cloud = FakeCloud::new(clock);
+        let spec = Spec::parse(&format!(
+            "service = \"checkout\"\nregion = \"us-east-1\"\n[router]\nlistener_arn = \"{LISTENER}\"\n\
+             target_groups = [\"{TG_A}\", \"{TG_B}\"]\n[health]\ntimeout = \"5m\"\ninterval = \"5s\"\n\
+             [retention]\nkeep_warm = \"1h\"\n"
+        ))
+        .expect("sample spec parses");
+        let tg_a = TargetGroupArn::parse(TG_A).expect("sample arn");
+        {
+            let mut w = cloud.lock();
+            w.routers.push((
+                spec.router.clone(),
+                RouterAction::Forward {
+                    forwards: vec![Forward {
+                        target_group: tg_a.clone(),
+                        weight: Weight::ALL,
+                    }],
+                },
+            ));
+            for (arn, name) in [(TG_A, "checkout-a"), (TG_B, "checkout-b")] {
+                let arn = TargetGroupArn::parse(arn).expect("sample arn");
+                w.target_groups.insert(
+                    arn.clone(),
+                    TargetGroupInfo {
+                        arn,
+                        name: name.into(),
+                        target_type: "instance".into(),
+                        vpc_id: Some("vpc-1".into()),
+                        load_balancer_arns: vec!["lb".into()],
+                    },
+                );
+            }
+            w.templates.insert(
+                TEMPLATE.into(),
+                vec![LaunchTemplateVersion {
+                    template_id: TEMPLATE.into(),
+                    number: 1,
+                    image_id: Some(BLUE_IMAGE.into()),
+                    description: None,
+                }],
+            );
+            for image in [BLUE_IMAGE, NEXT_IMAGE, THIRD_IMAGE] {
+                w.images.insert(image.into());
+            }
+        }
+        cloud.add_fleet(&FleetName::new(BLUE), sample_config(&tg_a), Duration::ZERO);
+        (cloud, spec)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().expect("fake world lock")
+    }
+
+    /// Adds a fleet whose instances are already up (`age` ago).
+    pub fn add_fleet(&self, name: &FleetName, config: FleetConfig, age: Duration) {
+        let now = self.clock.now();
+        let mut w = self.lock();
+        let mut fleet = FakeFleet {
+            config,
+            instances: Vec::new(),
+            deleted_at: None,
+        };
+        let script = HealthScript {
+            pending_for: Duration::ZERO,
+            initial_for: Duration::ZERO,
+            then: TargetState::Healthy,
+            reason: None,
+            description: None,
+        };
+        for _ in 0..fleet.config.capacity.desired {
+            w.next_instance += 1;
+            fleet.instances.push(FakeInstance {
+                id: format!("i-{:017x}", w.next_instance),
+                launched: now.checked_sub(age).unwrap_or(now),
+                script: script.clone(),
+            });
+        }
+        w.fleets.insert(name.clone(), fleet);
+    }
+
+    /// How instances launched from now on in `fleet` behave.
+    pub fn script(&self, fleet: &str, script: HealthScript) {
+        self.lock().scripts.insert(FleetName::new(fleet), script);
+    }
+
+    /// How instances of fleets without their own script behave.
+    pub fn default_script(&self, script: HealthScript) {
+        self.lock().default_script = Some(script);
+    }
+
+    /// The `nth` call (1-based, counted from now) of `operation` fails with `kind`.
+    pub fn fail(&self, operation: &str, nth: usize, timing: FaultTiming, kind: CloudErrorKind) {
+        let mut w = self.lock();
+        let already = w.calls.iter().filter(|c| *c == operation).count();
+        w.faults.push(Fault {
+            operation: operation.into(),
+            nth: already + nth,
+            timing,
+            error: CloudError::new(kind, operation, "injected fault").with_code("Injected"),
+        });
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    pub fn count(&self, operation: &str) -> usize {
+        self.lock().calls.iter().filter(|c| *c == operation).count()
+    }
+
+    /// Safety invariants broken so far; every test expects none.
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    pub fn forwards(&self, router: &RouterId) -> Vec<Forward> {
+        match self.lock().routers.iter().find(|(id, _)| id == router) {
+            Some((_, RouterAction::Forward { forwards })) => forwards.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Overwrites the router's action, as a person with the console would.
+    pub fn set_router(&self, router: &RouterId, action: RouterAction) {
+        let mut w = self.lock();
+        if let Some(entry) = w.routers.iter_mut().find(|(id, _)| id == router) {
+            entry.1 = action;
+        }
+    }
+
+    pub fn summary(&self, name: &str) -> Option<FleetSummary> {
+        let now = self.clock.now();
+        let w = self.lock();
+        w.fleets
+            .get(&FleetName::new(name))
+            .map(|f| summarize(&FleetName::new(name), f, now))
+    }
+
+    pub fn config(&self, name: &str) -> Option<FleetConfig> {
+        self.lock()
+            .fleets
+            .get(&FleetName::new(name))
+            .map(|f| f.config.clone())
+    }
+
+    /// Removes a fleet at once, as an out-of-band cleanup would.
+    pub fn remove_fleet(&self, name: &str) {
+        self.lock().fleets.remove(&FleetName::new(name));
+    }
+
+    /// Makes every instance of `fleet` fail health checks from now on.
+    pub fn break_fleet(&self, name: &str) {
+        let now = self.clock.now();
+        let mut w = self.lock();
+        if let Some(fleet) = w.fleets.get_mut(&FleetName::new(name)) {
+            for instance in &mut fleet.instances {
+                instance.launched = now;
+                instance.script = HealthScript {
+                    pending_for: Duration::ZERO,
+                    initial_for: Duration::ZERO,
+                    then: TargetState::Unhealthy,
+                    reason: Some("Target.Timeout".into()),
+                    description: Some("Request timed out".into()),
+                };
+            }
+        }
+    }
+
+    pub fn template_versions(&self, template: &str) -> Vec<LaunchTemplateVersion> {
+        self.lock()
+            .templates
+            .get(template)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records the call, applies a `Before` fault, runs `f`, applies an `After` fault.
+    fn call<T>(
+        &self,
+        operation: &str,
+        f: impl FnOnce(&mut World, SystemTime) -> CloudResult<T>,
+    ) -> CloudResult<T> {
+        let now = self.clock.now();
+        let mut w = self.lock();
+        w.fleets
+            .retain(|_, f| f.deleted_at.is_none_or(|at| now < at + DELETION_LINGERS));
+        w.calls.push(operation.to_owned());
+        let occurrence = w.calls.iter().filter(|c| *c == operation).count();
+        let fault = w
+            .faults
+            .iter()
+            .position(|f| f.operation == operation && f.nth == occurrence)
+            .map(|i| w.faults.remove(i));
+        if let Some(fault) = fault.as_ref().filter(|f| f.timing == FaultTiming::Before) {
+            return Err(fault.error.clone());
+        }
+        let result = f(&mut w, now);
+        match fault {
+            Some(fault) if result.is_ok() => Err(fault.error),
+            _ => result,
+        }
+    }
+}
+
+fn not_found(operation: &str, what: String) -> CloudError {
+    CloudError::new(
+        CloudErrorKind::NotFound,
+        operation,
+        format!("{what} not found"),
+    )
+    .with_code("NotFound")
+}
+
+fn lifecycle(instance: &FakeInstance, now: SystemTime) -> &'static str {
+    if now >= instance.launched + instance.script.pending_for {
+        FleetInstance::IN_SERVICE
+    } else {
+        "Pending"
+    }
+}
+
+fn target_of(instance: &FakeInstance, now: SystemTime) -> Option<TargetHealth> {
+    if lifecycle(instance, now) != FleetInstance::IN_SERVICE {
+        return None;
+    }
+    let script = &instance.script;
+    let registered = instance.launched + script.pending_for;
+    let (state, reason, description) = if now < registered + script.initial_for {
+        (
+            TargetState::Initial,
+            Some("Elb.RegistrationInProgress".to_owned()),
+            Some("Target registration is in progress".to_owned()),
+        )
+    } else {
+        (
+            script.then,
+            script.reason.clone(),
+            script.description.clone(),
+        )
+    };
+    Some(TargetHealth {
+        target_id: instance.id.clone(),
+        state,
+        reason,
+        description,
+    })
+}
+
+fn summarize(name: &FleetName, fleet: &FakeFleet, now: SystemTime) -> FleetSummary {
+    FleetSummary {
+        name: name.clone(),
+        capacity: fleet.config.capacity,
+        instances: fleet
+            .instances
+            .iter()
+            .map(|i| FleetInstance {
+                id: i.id.clone(),
+                lifecycle_state: lifecycle(i, now).into(),
+                health_status: "Healthy".into(),
+            })
+            .collect(),
+        tags: fleet
+            .config
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect(),
+        target_groups: fleet.config.target_groups.clone(),
+        deleting: fleet.deleted_at.is_some(),
+    }
+}
+
+impl World {
+    fn weight(&self, target_group: &TargetGroupArn) -> u16 {
+        self.routers
+            .iter()
+            .filter_map(|(_, action)| match action {
+                RouterAction::Forward { forwards } => Some(forwards),
+                RouterAction::Other { .. } => None,
+            })
+            .flatten()
+            .filter(|f| &f.target_group == target_group)
+            .map(|f| f.weight.get())
+            .sum()
+    }
+
+    fn takes_traffic(&self, fleet: &FakeFleet) -> bool {
+        fleet
+            .config
+            .target_groups
+            .iter()
+            .any(|tg| self.weight(tg) > 0)
+    }
+
+    fn targets(&self, target_group: &TargetGroupArn, now: SystemTime) -> Vec<TargetHealth> {
+        self.fleets
+            .values()
+            .filter(|f| f.config.target_groups.contains(target_group))
+            .flat_map(|f| f.instances.iter().filter_map(|i| target_of(i, now)))
+            .collect()
+    }
+
+    /// Launches or terminates instances until the fleet runs its desired capacity.
+    fn converge(&mut self, name: &FleetName, now: SystemTime) {
+        let script = self
+            .scripts
+            .get(name)
+            .or(self.default_script.as_ref())
+            .cloned()
+            .unwrap_or_else(|| HealthScript::healthy_after(Duration::from_secs(15)));
+        let Some(desired) = self.fleets.get(name).map(|f| f.config.capacity.desired) else {
+            return;
+        };
+        let mut launched = Vec::new();
+        let running = self.fleets[name].instances.len() as u32;
+        for _ in running..desired {
+            self.next_instance += 1;
+            launched.push(FakeInstance {
+                id: format!("i-{:017x}", self.next_instance),
+                launched: now,
+                script: script.clone(),
+            });
+        }
+        let fleet = self.fleets.get_mut(name).expect("checked above");
+        fleet.instances.extend(launched);
+        fleet.instances.truncate(desired as usize);
+    }
+
+    fn fleet_mut(&mut self, operation: &str, name: &FleetName) -> CloudResult<&mut FakeFleet> {
+        self.fleets
+            .get_mut(name)
+            .filter(|f| f.deleted_at.is_none())
+            .ok_or_else(|| not_found(operation, format!("Auto Scaling group {name}")))
+    }
+}
+
+impl Cloud for FakeCloud {
+    async fn router(&self, id: &RouterId) -> CloudResult<RouterState> {
+        self.call("router", |w, _| {
+            w.routers
+                .iter()
+                .find(|(r, _)| r == id)
+                .map(|(id, action)| RouterState {
+                    id: id.clone(),
+                    action: action.clone(),
+                })
+                .ok_or_else(|| not_found("DescribeListeners", id.to_string()))
+        })
+    }
+
+    async fn target_group(&self, arn: &TargetGroupArn) -> CloudResult<TargetGroupInfo> {
+        self.call("target_group", |w, _| {
+            w.target_groups
+                .get(arn)
+                .cloned()
+                .ok_or_else(|| not_found("DescribeTargetGroups", format!("target group {arn}")))
+        })
+    }
+
+    async fn fleets(&self, target_groups: &[TargetGroupArn]) -> CloudResult<Vec<FleetSummary>> {
+        self.call("fleets", |w, now| {
+            Ok(w.fleets
+                .iter()
+                .filter(|(_, f)| {
+                    f.config
+                        .target_groups
+                        .iter()
+                        .any(|tg| target_groups.contains(tg))
+                })
+                .map(|(name, f)| summarize(name, f, now))
+                .collect())
+        })
+    }
+
+    async fn fleet_config(&self, name: &FleetName) -> CloudResult<FleetConfig> {
+        self.call("fleet_config", |w, _| {
+            w.fleet_mut("DescribeAutoScalingGroups", name)
+                .map(|f| f.config.clone())
+        })
+    }
+
+    async fn target_health(&self, target_group: &TargetGroupArn) -> CloudResult<Vec<TargetHealth>> {
+        self.call("target_health", |w, now| {
+            if !w.target_groups.contains_key(target_group) {
+                return Err(not_found(
+                    "DescribeTargetHealth",
+                    format!("target group {target_group}"),
+                ));
+            }
+            Ok(w.targets(target_group, now))
+        })
+    }
+
+    async fn image_exists(&self, image: &ImageId) -> CloudResult<bool> {
+        self.call("image_exists", |w, _| Ok(w.images.contains(image.as_str())))
+    }
+
+    async fn launch_template_version(
+        &self,
+        template: &LaunchTemplateRef,
+    ) -> CloudResult<Option<LaunchTemplateVersion>> {
+        self.call("launch_template_version", |w, _| {
+            let Some(versions) = w.templates.get(&template.id) else {
+                return Ok(None);
+            };
+            Ok(match template.version.as_str() {
+                "$Default" => versions.first().cloned(),
+                "$Latest" => versions.last().cloned(),
+                number => versions
+                    .iter()
+                    .find(|v| v.number.to_string() == number)
+                    .cloned(),
+            })
+        })
+    }
+
+    async fn find_launch_template_version(
+        &self,
+        template_id: &str,
+        description: &str,
+    ) -> CloudResult<Option<LaunchTemplateVersion>> {
+        self.call("find_launch_template_version", |w, _| {
+            Ok(w.templates.get(template_id).and_then(|versions| {
+                versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.description.as_deref() == Some(description))
+                    .cloned()
+            }))
+        })
+    }
+
+    async fn create_launch_template_version(
+        &self,
+        template_id: &str,
+        source_version: u64,
+        image: &ImageId,
+        description: &str,
+    ) -> CloudResult<LaunchTemplateVersion> {
+        self.call("create_launch_template_version", |w, _| {
+            let versions = w.templates.get_mut(template_id).ok_or_else(|| {
+                not_found(
+                    "CreateLaunchTemplateVersion",
+                    format!("launch template {template_id}"),
+                )
+            })?;
+            if !versions.iter().any(|v| v.number == source_version) {
+                return Err(not_found(
+                    "CreateLaunchTemplateVersion",
+                    format!("version {source_version} of {template_id}"),
+                ));
+            }
+            let version = LaunchTemplateVersion {
+                template_id: template_id.into(),
+                number: versions.len() as u64 + 1,
+                image_id: Some(image.to_string()),
+                description: Some(description.into()),
+            };
+            versions.push(version.clone());
+            Ok(version)
+        })
+    }
+
+    async fn create_fleet(&self, name: &FleetName, config: &FleetConfig) -> CloudResult<()> {
+        self.call("create_fleet", |w, now| {
+            if w.fleets.contains_key(name) {
+                return Err(CloudError::new(
+                    CloudErrorKind::Conflict,
+                    "CreateAutoScalingGroup",
+                    format!("AutoScalingGroup by this name already exists - {name}"),
+                )
+                .with_code("AlreadyExists"));
+            }
+            let fleet = FakeFleet {
+                config: FleetConfig {
+                    // Only what CreateAutoScalingGroup carries; the rest comes with configure.
+                    scaling_policies: Vec::new(),
+                    scheduled_actions: Vec::new(),
+                    metrics: None,
+                    suspended_processes: Vec::new(),
+                    ..config.clone()
+                },
+                instances: Vec::new(),
+                deleted_at: None,
+            };
+            if w.takes_traffic(&fleet) {
+                w.violations.push(format!(
+                    "created fleet {name} attached to a target group with traffic"
+                ));
+            }
+            w.fleets.insert(name.clone(), fleet);
+            w.converge(name, now);
+            Ok(())
+        })
+    }
+
+    async fn configure_fleet(&self, name: &FleetName, config: &FleetConfig) -> CloudResult<()> {
+        self.call("configure_fleet", |w, _| {
+            let fleet = w.fleet_mut("PutScalingPolicy", name)?;
+            fleet.config.scaling_policies = config.scaling_policies.clone();
+            fleet.config.scheduled_actions = config.scheduled_actions.clone();
+            fleet.config.metrics = config.metrics.clone();
+            fleet.config.suspended_processes = config.suspended_processes.clone();
+            Ok(())
+        })
+    }
+
+    async fn set_capacity(&self, name: &FleetName, capacity: Capacity) -> CloudResult<()> {
+        self.call("set_capacity", |w, now| {
+            let before = w.fleet_mut("UpdateAutoScalingGroup", name)?.config.capacity;
+            let fleet = w.fleets.get(name).expect("checked above").clone();
+            if capacity.desired < before.desired && w.takes_traffic(&fleet) {
+                w.violations
+                    .push(format!("shrank fleet {name} while it takes traffic"));
+            }
+            w.fleet_mut("UpdateAutoScalingGroup", name)?.config.capacity = capacity;
+            w.converge(name, now);
+            Ok(())
+        })
+    }
+
+    async fn tag_fleet(&self, name: &FleetName, tags: &[(String, String)]) -> CloudResult<()> {
+        self.call("tag_fleet", |w, _| {
+            let fleet = w.fleet_mut("CreateOrUpdateTags", name)?;
+            for (key, value) in tags {
+                match fleet.config.tags.iter_mut().find(|t| &t.key == key) {
+                    Some(tag) => tag.value = value.clone(),
+                    None => fleet.config.tags.push(FleetTag {
+                        key: key.clone(),
+                        value: value.clone(),
+                        propagate_at_launch: false,
+                    }),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn untag_fleet(&self, name: &FleetName, keys: &[String]) -> CloudResult<()> {
+        self.call("untag_fleet", |w, _| {
+            let fleet = w.fleet_mut("DeleteTags", name)?;
+            fleet.config.tags.retain(|t| !keys.contains(&t.key));
+            Ok(())
+        })
+    }
+
+    async fn delete_fleet(&self, name: &FleetName) -> CloudResult<()> {
+        self.call("delete_fleet", |w, now| {
+            let Some(fleet) = w.fleets.get(name).cloned() else {
+                return Ok(());
+            };
+            if w.takes_traffic(&fleet) {
+                w.violations
+                    .push(format!("deleted fleet {name} while it takes traffic"));
+            }
+            let fleet = w.fleets.get_mut(name).expect("checked above");
+            fleet.instances.clear();
+            fleet.deleted_at.get_or_insert(now);
+            Ok(())
+        })
+    }
+
+    async fn route(&self, id: &RouterId, forwards: &[Forward]) -> CloudResult<()> {
+        self.call("route", |w, now| {
+            for forward in forwards.iter().filter(|f| f.weight.get() > 0) {
+                let fleets: Vec<(FleetName, FakeFleet)> = w
+                    .fleets
+                    .iter()
+                    .filter(|(_, f)| {
+                        f.deleted_at.is_none()
+                            && f.config.target_groups.contains(&forward.target_group)
+                    })
+                    .map(|(n, f)| (n.clone(), f.clone()))
+                    .collect();
+                let targets = w.targets(&forward.target_group, now);
+                let ready = fleets.len() == 1
+                    && fleet_health(&summarize(&fleets[0].0, &fleets[0].1, now), &targets).ready();
+                if !ready {
+                    w.violations.push(format!(
+                        "routed traffic to target group {} which is not ready",
+                        forward.target_group.short_name()
+                    ));
+                }
+            }
+            let entry = w
+                .routers
+                .iter_mut()
+                .find(|(r, _)| r == id)
+                .ok_or_else(|| not_found("ModifyListener", id.to_string()))?;
+            entry.1 = RouterAction::Forward {
+                forwards: forwards.to_vec(),
+            };
+            Ok(())
+        })
+    }
+}
+
+/// The sample blue fleet's configuration: every setting greenlight copies, set.
+pub fn sample_config(target_group: &TargetGroupArn) -> FleetConfig {
+    FleetConfig {
+        launch: FleetLaunch::Template(LaunchTemplateRef {
+            id: sample::TEMPLATE.into(),
+            version: "1".into(),
+        }),
+        capacity: Capacity {
+            min: 2,
+            max: 4,
+            desired: 2,
+        },
+        subnets: vec!["subnet-1".into(), "subnet-2".into()],
+        availability_zones: vec!["us-east-1a".into(), "us-east-1b".into()],
+        health_check_type: Some("ELB".into()),
+        health_check_grace_period: Some(60),
+        default_cooldown: Some(300),
+        termination_policies: vec!["OldestInstance".into(), "Default".into()],
+        default_instance_warmup: Some(30),
+        capacity_rebalance: Some(false),
+        max_instance_lifetime: Some(604_800),
+        instance_maintenance_policy: None,
+        new_instances_protected_from_scale_in: Some(false),
+        placement_group: None,
+        service_linked_role_arn: None,
+        desired_capacity_type: None,
+        lifecycle_hooks: vec![LifecycleHook {
+            name: "drain-logs".into(),
+            transition: "autoscaling:EC2_INSTANCE_LAUNCHING".into(),
+            heartbeat_timeout: Some(300),
+            default_result: Some("CONTINUE".into()),
+            notification_target_arn: None,
+            role_arn: None,
+            notification_metadata: None,
+        }],
+        scaling_policies: vec![ScalingPolicy {
+            name: "cpu50".into(),
+            policy_type: "TargetTrackingScaling".into(),
+            enabled: Some(true),
+            adjustment_type: None,
+            min_adjustment_magnitude: None,
+            scaling_adjustment: None,
+            cooldown: None,
+            metric_aggregation_type: None,
+            estimated_instance_warmup: None,
+            step_adjustments: vec![],
+            target_tracking: Some(TargetTracking {
+                predefined_metric_type: Some("ASGAverageCPUUtilization".into()),
+                resource_label: None,
+                customized_metric: None,
+                target_value: 50.0,
+                disable_scale_in: None,
+            }),
+            has_metric_math: false,
+        }],
+        scheduled_actions: vec![ScheduledAction {
+            name: "weekday-morning".into(),
+            recurrence: Some("0 9 * * 1-5".into()),
+            start_time: None,
+            end_time: None,
+            min: Some(2),
+            max: None,
+            desired: Some(3),
+            time_zone: None,
+        }],
+        metrics: Some(MetricsCollection {
+            granularity: "1Minute".into(),
+            metrics: vec!["GroupInServiceInstances".into()],
+        }),
+        suspended_processes: vec!["AZRebalance".into()],
+        tags: vec![FleetTag {
+            key: "team".into(),
+            value: "payments".into(),
+            propagate_at_launch: true,
+        }],
+        target_groups: vec![target_group.clone()],
+        has_warm_pool: false,
+    }
+}

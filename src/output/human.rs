@@ -1,0 +1,221 @@
+//! Text for a person at a terminal: one progress line per step, tables for status.
+
+use std::io::Write;
+use std::time::Instant;
+
+use crate::core::decide::Action;
+use crate::engine::events::{Event, Reporter};
+use crate::engine::status::StatusReport;
+use crate::engine::validate::Validation;
+
+pub struct HumanReporter {
+    started: Instant,
+}
+
+impl HumanReporter {
+    pub fn new() -> HumanReporter {
+        HumanReporter {
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Default for HumanReporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reporter for HumanReporter {
+    fn report(&mut self, event: &Event) {
+        let elapsed = self.started.elapsed().as_secs();
+        let mut out = std::io::stdout().lock();
+        for line in describe(event) {
+            let _ = writeln!(out, "[{:>2}:{:02}] {line}", elapsed / 60, elapsed % 60);
+        }
+        let _ = out.flush();
+    }
+}
+
+/// The lines an event prints as, without the time prefix.
+pub fn describe(event: &Event) -> Vec<String> {
+    match event {
+        Event::DeployStarted {
+            service,
+            release,
+            live_release,
+            live_slot,
+            live_target_group,
+            idle_target_group,
+        } => vec![format!(
+            "deploying {service} {release}: live is {live_release} in {} (slot {live_slot}); the new release goes to {}",
+            live_target_group.short_name(),
+            idle_target_group.short_name()
+        )],
+        Event::Step { action } => vec![describe_action(action)],
+        Event::Health { fleet, summary, .. } => vec![format!("green {fleet}: {summary}")],
+        Event::Warning { message } => vec![format!("warning: {message}")],
+        Event::Released {
+            release,
+            slot,
+            flipped: true,
+        } => vec![format!("✓ release {release} is live (slot {slot})")],
+        Event::Released {
+            release,
+            slot,
+            flipped: false,
+        } => vec![format!(
+            "✓ release {release} was already live (slot {slot}); nothing to do"
+        )],
+        Event::ReleaseFailed { release, reasons } => {
+            let mut lines = vec![format!(
+                "✗ release {release} failed; traffic stayed on the previous release"
+            )];
+            lines.extend(reasons.iter().map(|r| format!("  {r}")));
+            lines
+        }
+        Event::RolledBack { release, slot } => {
+            vec![format!(
+                "✓ rolled back: release {release} takes all traffic (slot {slot})"
+            )]
+        }
+        Event::Error { message, .. } => vec![format!("error: {message}")],
+    }
+}
+
+fn describe_action(action: &Action) -> String {
+    match action {
+        Action::RetireFleet {
+            fleet,
+            release,
+            phase,
+        } => format!(
+            "retiring fleet {fleet} (release {release}, {}) from the idle slot",
+            phase.map_or("untagged".into(), |p| p.to_string())
+        ),
+        Action::CreateFleet {
+            fleet,
+            source,
+            target_group,
+            ..
+        } => format!(
+            "creating fleet {fleet} as a twin of {source}, attached to {}",
+            target_group.short_name()
+        ),
+        Action::ConfigureFleet { fleet, source, .. } => format!(
+            "configuring {fleet} (policies, schedules, metrics) and scaling it to {source}'s capacity"
+        ),
+        Action::ReviveFleet { fleet, capacity } => format!(
+            "retrying failed fleet {fleet}: scaling to desired {}",
+            capacity.desired
+        ),
+        Action::Flip { to, release, .. } => format!(
+            "flipping all traffic to {} (release {release})",
+            to.short_name()
+        ),
+        Action::MarkLive { fleet, release } => {
+            format!("marking {fleet} (release {release}) live")
+        }
+        Action::MarkWarm {
+            fleet,
+            release,
+            until,
+        } => format!(
+            "keeping {fleet} (release {release}) warm until {}",
+            crate::core::tags::timestamp(*until)
+        ),
+        Action::FailRelease { fleet, .. } => {
+            format!("health timeout: scaling {fleet} to 0 and marking it failed")
+        }
+    }
+}
+
+pub fn print_status(report: &StatusReport) {
+    let mut out = std::io::stdout().lock();
+    let live = match (&report.live_release, report.live_slot) {
+        (Some(release), Some(slot)) => format!("live release {release} (slot {slot})"),
+        _ => "no single live release".to_owned(),
+    };
+    let _ = writeln!(out, "service {}: {live}", report.service);
+    let _ = writeln!(out, "router: {}", report.router);
+    if let Some(problem) = &report.problem {
+        let _ = writeln!(out, "attention: {problem}");
+    }
+    let header = [
+        "SLOT",
+        "TARGET GROUP",
+        "TRAFFIC",
+        "FLEET",
+        "RELEASE",
+        "PHASE",
+        "HEALTHY",
+        "WARM UNTIL",
+    ];
+    let rows: Vec<[String; 8]> = report
+        .traffic
+        .iter()
+        .map(|s| {
+            [
+                s.slot.to_string(),
+                s.target_group.clone(),
+                format!("{}%", s.percent),
+                s.asg.clone().unwrap_or_else(|| "-".into()),
+                s.release.clone().unwrap_or_else(|| "-".into()),
+                s.phase.clone().unwrap_or_else(|| "-".into()),
+                if s.asg.is_some() {
+                    format!("{}/{}", s.healthy, s.total)
+                } else {
+                    "-".into()
+                },
+                s.warm_until.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for row in &rows {
+        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    }
+    for s in &report.traffic {
+        if let Some(failure) = &s.failure {
+            let _ = writeln!(out, "slot {} failed: {failure}", s.slot);
+        }
+        if !s.other_fleets.is_empty() {
+            let _ = writeln!(
+                out,
+                "slot {} has several fleets attached: {}",
+                s.slot,
+                s.other_fleets.join(", ")
+            );
+        }
+    }
+}
+
+pub fn print_validation(validation: &Validation) {
+    let mut out = std::io::stdout().lock();
+    for check in &validation.checks {
+        let _ = writeln!(out, "✓ {}: {}", check.name, check.detail);
+    }
+    for warning in &validation.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    let _ = writeln!(out, "{} is ready to deploy", validation.service);
+}
