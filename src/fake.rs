@@ -136,7 +136,7 @@ struct World {
     fleets: BTreeMap<FleetName, FakeFleet>,
     templates: BTreeMap<String, Vec<LaunchTemplateVersion>>,
     images: BTreeSet<String>,
-    scripts: BTreeMap<FleetName, HealthScript>,
+    scripts: BTreeMap<FleetName, Vec<HealthScript>>,
     default_script: Option<HealthScript>,
     next_instance: u64,
     calls: Vec<String>,
@@ -255,7 +255,14 @@ impl FakeCloud {
 
     /// How instances launched from now on in `fleet` behave.
     pub fn script(&self, fleet: &str, script: HealthScript) {
-        self.lock().scripts.insert(FleetName::new(fleet), script);
+        self.scripts(fleet, vec![script]);
+    }
+
+    /// Instance k launched from now on in `fleet` follows `scripts[k]` (the last one repeats),
+    /// e.g. to make one instance of several fail.
+    pub fn scripts(&self, fleet: &str, scripts: Vec<HealthScript>) {
+        assert!(!scripts.is_empty(), "at least one script");
+        self.lock().scripts.insert(FleetName::new(fleet), scripts);
     }
 
     /// How instances of fleets without their own script behave.
@@ -477,23 +484,24 @@ impl World {
 
     /// Launches or terminates instances until the fleet runs its desired capacity.
     fn converge(&mut self, name: &FleetName, now: SystemTime) {
-        let script = self
-            .scripts
-            .get(name)
-            .or(self.default_script.as_ref())
-            .cloned()
-            .unwrap_or_else(|| HealthScript::healthy_after(Duration::from_secs(15)));
+        let scripts = self.scripts.get(name).cloned().unwrap_or_else(|| {
+            vec![
+                self.default_script
+                    .clone()
+                    .unwrap_or_else(|| HealthScript::healthy_after(Duration::from_secs(15))),
+            ]
+        });
         let Some(desired) = self.fleets.get(name).map(|f| f.config.capacity.desired) else {
             return;
         };
         let mut launched = Vec::new();
-        let running = self.fleets[name].instances.len() as u32;
-        for _ in running..desired {
+        let running = self.fleets[name].instances.len();
+        for k in running..desired as usize {
             self.next_instance += 1;
             launched.push(FakeInstance {
                 id: format!("i-{:017x}", self.next_instance),
                 launched: now,
-                script: script.clone(),
+                script: scripts[k.min(scripts.len() - 1)].clone(),
             });
         }
         let fleet = self.fleets.get_mut(name).expect("checked above");

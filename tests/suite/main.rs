@@ -1,0 +1,4 @@
+//! The one integration-test binary: scenarios against the in-memory cloud, the real binary
+//! against the AWS emulator, and the binary's handling of bad input.
+
+mod scenarios;

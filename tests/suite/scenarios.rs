@@ -1,0 +1,618 @@
+//! Whole commands against the in-memory cloud: happy path, failures, crashes at every step,
+//! rollback. Every scenario also checks the fake's safety watch found nothing.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use greenlight::core::cloud::CloudErrorKind;
+use greenlight::core::decide::{DeployRequest, Launch};
+use greenlight::core::fleet::{Capacity, FleetLaunch};
+use greenlight::core::health::TargetState;
+use greenlight::core::names::{ImageId, ReleaseName, TargetGroupArn};
+use greenlight::core::router::{Forward, RouterAction, Weight};
+use greenlight::core::spec::Spec;
+use greenlight::core::tags;
+use greenlight::engine::clock::Clock;
+use greenlight::engine::deploy::{Released, deploy};
+use greenlight::engine::events::{Event, Recorder};
+use greenlight::engine::failure::Failure;
+use greenlight::engine::rollback::rollback;
+use greenlight::exit;
+use greenlight::fake::{FakeClock, FakeCloud, FaultTiming, HealthScript, sample};
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+struct World {
+    clock: Arc<FakeClock>,
+    cloud: FakeCloud,
+    spec: Spec,
+}
+
+/// A fixed start, so warm-until times are predictable.
+const START: Duration = Duration::from_secs(1_795_000_000);
+
+fn world() -> World {
+    let clock = FakeClock::new(SystemTime::UNIX_EPOCH + START);
+    let (cloud, spec) = FakeCloud::sample(clock.clone());
+    World { clock, cloud, spec }
+}
+
+fn request(release: &str, image: &str) -> DeployRequest {
+    DeployRequest {
+        release: ReleaseName::parse(release).unwrap(),
+        launch: Launch::Image(ImageId::parse(image).unwrap()),
+    }
+}
+
+fn tg(arn: &str) -> TargetGroupArn {
+    TargetGroupArn::parse(arn).unwrap()
+}
+
+impl World {
+    fn deploy(&self, release: &str, image: &str) -> (Result<Released, Failure>, Vec<Event>) {
+        let mut recorder = Recorder::default();
+        let result = block_on(deploy(
+            &self.cloud,
+            &self.clock,
+            &mut recorder,
+            &self.spec,
+            &request(release, image),
+        ));
+        (result, recorder.events)
+    }
+
+    fn rollback(&self) -> Result<String, Failure> {
+        let mut recorder = Recorder::default();
+        block_on(rollback(
+            &self.cloud,
+            &self.clock,
+            &mut recorder,
+            &self.spec,
+        ))
+        .map(|r| r.release)
+    }
+
+    /// The target group with all the traffic.
+    fn live_target_group(&self) -> TargetGroupArn {
+        let forwards = self.cloud.forwards(&self.spec.router);
+        let taking: Vec<&Forward> = forwards.iter().filter(|f| f.weight.get() > 0).collect();
+        assert_eq!(taking.len(), 1, "traffic split: {forwards:?}");
+        taking[0].target_group.clone()
+    }
+
+    fn tag(&self, fleet: &str, key: &str) -> Option<String> {
+        self.cloud.summary(fleet)?.tags.get(key).cloned()
+    }
+
+    fn mutations(&self) -> Vec<String> {
+        const READS: [&str; 8] = [
+            "router",
+            "target_group",
+            "fleets",
+            "fleet_config",
+            "target_health",
+            "image_exists",
+            "launch_template_version",
+            "find_launch_template_version",
+        ];
+        self.cloud
+            .calls()
+            .into_iter()
+            .filter(|c| !READS.contains(&c.as_str()))
+            .collect()
+    }
+
+    fn assert_safe(&self) {
+        assert_eq!(self.cloud.violations(), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn happy_path_twins_blue_waits_for_health_and_flips() {
+    let w = world();
+    w.cloud.script(
+        "checkout-v2",
+        HealthScript::healthy_after(Duration::from_secs(40)),
+    );
+    let (result, events) = w.deploy("v2", sample::NEXT_IMAGE);
+    assert_eq!(
+        result.unwrap(),
+        Released {
+            release: "v2".into(),
+            flipped: true
+        }
+    );
+
+    assert_eq!(w.live_target_group(), tg(sample::TG_B));
+    let green = w.cloud.summary("checkout-v2").expect("green exists");
+    assert_eq!(
+        green.capacity,
+        w.cloud.summary(sample::BLUE).unwrap().capacity
+    );
+    assert_eq!(green.target_groups, vec![tg(sample::TG_B)]);
+    assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("live"));
+    assert_eq!(w.tag("checkout-v2", tags::RELEASE).as_deref(), Some("v2"));
+    assert_eq!(
+        w.tag("checkout-v2", tags::IMAGE).as_deref(),
+        Some(sample::NEXT_IMAGE)
+    );
+
+    // Blue stays warm: untouched capacity, tagged with the time it is kept until.
+    let blue = w.cloud.summary(sample::BLUE).unwrap();
+    assert_eq!(blue.capacity.desired, 2);
+    assert_eq!(blue.instances.len(), 2);
+    assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("warm"));
+    let warm_until = w.tag(sample::BLUE, tags::WARM_UNTIL).unwrap();
+    let warm_until = humantime::parse_rfc3339(&warm_until).unwrap();
+    assert!(
+        warm_until > w.clock.now() + Duration::from_secs(3500),
+        "{warm_until:?}"
+    );
+
+    // The new launch template version carries the new image, and green launches it.
+    let versions = w.cloud.template_versions(sample::TEMPLATE);
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1].image_id.as_deref(), Some(sample::NEXT_IMAGE));
+    let green_config = w.cloud.config("checkout-v2").unwrap();
+    assert_eq!(
+        green_config.launch.template().unwrap().version,
+        versions[1].number.to_string()
+    );
+
+    // Faithful twin: every copied setting matches blue's.
+    let blue_config = w.cloud.config(sample::BLUE).unwrap();
+    assert_eq!(green_config.lifecycle_hooks, blue_config.lifecycle_hooks);
+    assert_eq!(green_config.scaling_policies, blue_config.scaling_policies);
+    assert_eq!(
+        green_config.scheduled_actions,
+        blue_config.scheduled_actions
+    );
+    assert_eq!(green_config.metrics, blue_config.metrics);
+    assert_eq!(
+        green_config.suspended_processes,
+        blue_config.suspended_processes
+    );
+    assert_eq!(
+        green_config.termination_policies,
+        blue_config.termination_policies
+    );
+    assert_eq!(
+        green_config.health_check_type,
+        blue_config.health_check_type
+    );
+    assert_eq!(green_config.subnets, blue_config.subnets);
+    assert!(
+        green_config
+            .tags
+            .iter()
+            .any(|t| t.key == "team" && t.propagate_at_launch)
+    );
+
+    // Progress was reported while waiting, and the flip came after green was healthy.
+    let health: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Health { .. }))
+        .collect();
+    assert!(health.len() >= 2, "{events:?}");
+    let flip = events
+        .iter()
+        .position(|e| matches!(e, Event::Step { action } if action.name() == "flip"))
+        .unwrap();
+    let last_health = events
+        .iter()
+        .rposition(|e| matches!(e, Event::Health { .. }))
+        .unwrap();
+    assert!(last_health < flip);
+    assert_eq!(w.cloud.count("route"), 1, "exactly one router call");
+    w.assert_safe();
+}
+
+#[test]
+fn health_timeout_fails_the_release_and_traffic_never_moves() {
+    let w = world();
+    w.cloud.script(
+        "checkout-v2",
+        HealthScript::unhealthy(
+            "Target.ResponseCodeMismatch",
+            "Health checks failed with these codes: [502]",
+        ),
+    );
+    let (result, events) = w.deploy("v2", sample::NEXT_IMAGE);
+    let failure = result.unwrap_err();
+    assert_eq!(exit::code(&failure), exit::RELEASE_FAILED);
+    let message = failure.to_string();
+    assert!(message.contains("Target.ResponseCodeMismatch"), "{message}");
+    assert!(message.contains("[502]"), "{message}");
+
+    assert_eq!(w.cloud.count("route"), 0);
+    assert_eq!(w.live_target_group(), tg(sample::TG_A));
+    let green = w.cloud.summary("checkout-v2").unwrap();
+    assert_eq!(green.capacity, Capacity::ZERO);
+    assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("failed"));
+    assert!(
+        w.tag("checkout-v2", tags::FAILURE)
+            .unwrap()
+            .contains("ResponseCodeMismatch")
+    );
+    assert_eq!(w.cloud.summary(sample::BLUE).unwrap().capacity.desired, 2);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ReleaseFailed { .. }))
+    );
+    // The timeout is the configured one, measured on the deploy's clock.
+    let elapsed = w
+        .clock
+        .now()
+        .duration_since(SystemTime::UNIX_EPOCH + START)
+        .unwrap();
+    assert!(elapsed >= w.spec.health.timeout, "{elapsed:?}");
+    assert!(
+        elapsed < w.spec.health.timeout + Duration::from_secs(60),
+        "{elapsed:?}"
+    );
+    w.assert_safe();
+}
+
+#[test]
+fn partially_healthy_green_is_never_routed_to() {
+    let w = world();
+    w.cloud.scripts(
+        "checkout-v2",
+        vec![
+            HealthScript::healthy_after(Duration::from_secs(10)),
+            HealthScript::unhealthy("Target.Timeout", "Request timed out"),
+        ],
+    );
+    let (result, _) = w.deploy("v2", sample::NEXT_IMAGE);
+    let failure = result.unwrap_err();
+    assert_eq!(exit::code(&failure), exit::RELEASE_FAILED);
+    assert!(failure.to_string().contains("1/2 healthy"), "{failure}");
+    assert!(failure.to_string().contains("Target.Timeout"), "{failure}");
+    assert_eq!(w.cloud.count("route"), 0);
+    assert_eq!(w.live_target_group(), tg(sample::TG_A));
+    w.assert_safe();
+}
+
+#[test]
+fn failed_release_can_be_retried_under_the_same_name() {
+    let w = world();
+    w.cloud.script(
+        "checkout-v2",
+        HealthScript::unhealthy("Target.Timeout", "Request timed out"),
+    );
+    assert!(w.deploy("v2", sample::NEXT_IMAGE).0.is_err());
+    w.cloud.script(
+        "checkout-v2",
+        HealthScript::healthy_after(Duration::from_secs(5)),
+    );
+    let (result, events) = w.deploy("v2", sample::NEXT_IMAGE);
+    assert!(result.unwrap().flipped);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Step { action } if action.name() == "revive_fleet"))
+    );
+    assert_eq!(w.tag("checkout-v2", tags::FAILURE), None);
+    assert_eq!(w.cloud.template_versions(sample::TEMPLATE).len(), 2);
+    w.assert_safe();
+}
+
+/// Every mutating call of a deploy, failed once before or after it lands; re-running the
+/// same deploy must converge to the same end state as an uninterrupted one.
+#[test]
+fn crash_at_every_step_then_rerun_converges() {
+    let reference = world();
+    reference.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    let steps = reference.mutations();
+    assert!(steps.len() >= 8, "{steps:?}");
+
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut crashes = 0;
+    for step in &steps {
+        let nth = {
+            let n = seen.entry(step.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        for timing in [FaultTiming::Before, FaultTiming::After] {
+            let w = world();
+            w.cloud.fail(step, nth, timing, CloudErrorKind::Unavailable);
+            let (first, _) = w.deploy("v2", sample::NEXT_IMAGE);
+            let Err(failure) = first else {
+                panic!("{step}#{nth} {timing:?}: the injected fault was not reported")
+            };
+            crashes += 1;
+            assert!(
+                matches!(exit::code(&failure), exit::NEEDS_ATTENTION | exit::INTERNAL),
+                "{step}#{nth} {timing:?}: {failure}"
+            );
+            let (second, _) = w.deploy("v2", sample::NEXT_IMAGE);
+            second.unwrap_or_else(|e| panic!("{step}#{nth} {timing:?}: re-run failed: {e}"));
+
+            assert_eq!(
+                w.live_target_group(),
+                tg(sample::TG_B),
+                "{step}#{nth} {timing:?}"
+            );
+            assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("live"));
+            assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("warm"));
+            assert_eq!(w.cloud.summary(sample::BLUE).unwrap().capacity.desired, 2);
+            let green = w.cloud.summary("checkout-v2").unwrap();
+            assert_eq!(green.capacity.desired, 2, "{step}#{nth} {timing:?}");
+            assert_eq!(
+                w.cloud.config("checkout-v2").unwrap().scaling_policies,
+                w.cloud.config(sample::BLUE).unwrap().scaling_policies,
+                "{step}#{nth} {timing:?}"
+            );
+            assert_eq!(
+                w.cloud.template_versions(sample::TEMPLATE).len(),
+                2,
+                "{step}#{nth} {timing:?}: one launch template version per release"
+            );
+            w.assert_safe();
+        }
+    }
+    assert_eq!(crashes, steps.len() * 2);
+}
+
+#[test]
+fn rollback_when_blue_is_warm_is_one_router_call() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    let routes_before = w.cloud.count("route");
+    let mutations_before = w.mutations().len();
+
+    assert_eq!(w.rollback().unwrap(), sample::BLUE);
+    assert_eq!(w.live_target_group(), tg(sample::TG_A));
+    assert_eq!(w.cloud.count("route"), routes_before + 1);
+    // The flip is the rollback's first change; tags follow it.
+    assert_eq!(w.mutations()[mutations_before], "route");
+    assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("live"));
+    assert_eq!(w.tag(sample::BLUE, tags::WARM_UNTIL), None);
+    assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("warm"));
+    assert_eq!(w.cloud.summary("checkout-v2").unwrap().capacity.desired, 2);
+    w.assert_safe();
+}
+
+#[test]
+fn rollback_refused_when_blue_is_gone() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    w.cloud.remove_fleet(sample::BLUE);
+    let failure = block_on(rollback(
+        &w.cloud,
+        &w.clock,
+        &mut Recorder::default(),
+        &w.spec,
+    ))
+    .unwrap_err();
+    assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION);
+    assert!(
+        failure.to_string().contains("nothing to roll back to"),
+        "{failure}"
+    );
+    assert_eq!(w.live_target_group(), tg(sample::TG_B));
+    w.assert_safe();
+}
+
+#[test]
+fn rollback_refused_when_blue_is_unhealthy() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    w.cloud.break_fleet(sample::BLUE);
+    let routes = w.cloud.count("route");
+    let failure = w.rollback().unwrap_err();
+    assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION);
+    assert!(failure.to_string().contains("0/2 healthy"), "{failure}");
+    assert!(failure.to_string().contains("Target.Timeout"), "{failure}");
+    assert_eq!(w.cloud.count("route"), routes);
+    w.assert_safe();
+}
+
+#[test]
+fn second_deploy_uses_the_other_slot_and_retires_the_oldest() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    let (result, events) = w.deploy("v3", sample::THIRD_IMAGE);
+    assert!(result.unwrap().flipped);
+    assert_eq!(w.live_target_group(), tg(sample::TG_A));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Step { action } if action.name() == "retire_fleet"))
+    );
+    let blue = w.cloud.summary(sample::BLUE);
+    assert!(blue.is_none_or(|b| b.deleting), "blue retired");
+    assert_eq!(w.tag("checkout-v3", tags::PHASE).as_deref(), Some("live"));
+    assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("warm"));
+    assert_eq!(
+        w.cloud.config("checkout-v3").unwrap().target_groups,
+        vec![tg(sample::TG_A)]
+    );
+    // v3 is a twin of v2, which was a twin of blue.
+    assert_eq!(
+        w.cloud.config("checkout-v3").unwrap().scaling_policies,
+        w.cloud.config("checkout-v2").unwrap().scaling_policies
+    );
+    // And rollback now returns to v2.
+    assert_eq!(w.rollback().unwrap(), "v2");
+    w.assert_safe();
+}
+
+#[test]
+fn deploying_the_live_release_again_changes_nothing() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    let mutations = w.mutations().len();
+    let (result, _) = w.deploy("v2", sample::NEXT_IMAGE);
+    assert!(!result.unwrap().flipped);
+    assert_eq!(w.mutations().len(), mutations);
+}
+
+#[test]
+fn a_deploy_in_progress_blocks_another_release() {
+    let w = world();
+    // The first deploy stops right before its flip.
+    w.cloud
+        .fail("route", 1, FaultTiming::Before, CloudErrorKind::Unavailable);
+    assert!(w.deploy("v2", sample::NEXT_IMAGE).0.is_err());
+    let mutations = w.mutations().len();
+
+    let failure = w.deploy("v3", sample::THIRD_IMAGE).0.unwrap_err();
+    assert_eq!(exit::code(&failure), exit::BUSY);
+    assert!(
+        failure.to_string().contains("release v2 is being deployed"),
+        "{failure}"
+    );
+    assert_eq!(
+        w.mutations().len(),
+        mutations,
+        "a busy refusal changes nothing"
+    );
+
+    // Re-running the interrupted deploy finishes it.
+    assert!(w.deploy("v2", sample::NEXT_IMAGE).0.unwrap().flipped);
+    w.assert_safe();
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let cases: Vec<(DeployRequest, &str)> = vec![
+        (
+            request("v2", "ami-99999999"),
+            "image ami-99999999 was not found",
+        ),
+        (
+            DeployRequest {
+                release: ReleaseName::parse("v2").unwrap(),
+                launch: Launch::Version(42),
+            },
+            "has no version 42",
+        ),
+    ];
+    for (request, expected) in cases {
+        let w = world();
+        let failure = block_on(deploy(
+            &w.cloud,
+            &w.clock,
+            &mut Recorder::default(),
+            &w.spec,
+            &request,
+        ))
+        .unwrap_err();
+        assert_eq!(exit::code(&failure), exit::BAD_INPUT, "{failure}");
+        assert!(failure.to_string().contains(expected), "{failure}");
+        assert_eq!(w.mutations(), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn same_release_name_with_another_image_is_refused() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    let mutations = w.mutations().len();
+    let failure = w.deploy("v2", sample::THIRD_IMAGE).0.unwrap_err();
+    assert_eq!(exit::code(&failure), exit::BAD_INPUT);
+    assert!(
+        failure.to_string().contains("new --release name"),
+        "{failure}"
+    );
+    assert_eq!(w.mutations().len(), mutations);
+}
+
+#[test]
+fn split_traffic_needs_attention_and_changes_nothing() {
+    let w = world();
+    w.cloud.set_router(
+        &w.spec.router,
+        RouterAction::Forward {
+            forwards: vec![
+                Forward {
+                    target_group: tg(sample::TG_A),
+                    weight: Weight::new(90).unwrap(),
+                },
+                Forward {
+                    target_group: tg(sample::TG_B),
+                    weight: Weight::new(10).unwrap(),
+                },
+            ],
+        },
+    );
+    let failure = w.deploy("v2", sample::NEXT_IMAGE).0.unwrap_err();
+    assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION);
+    assert!(failure.to_string().contains("splits traffic"), "{failure}");
+    assert_eq!(w.mutations(), Vec::<String>::new());
+}
+
+#[test]
+fn existing_launch_template_version_is_released_as_is() {
+    let w = world();
+    // A version the pipeline made itself, e.g. with new user data.
+    block_on(async {
+        use greenlight::core::cloud::Cloud;
+        w.cloud
+            .create_launch_template_version(
+                sample::TEMPLATE,
+                1,
+                &ImageId::parse(sample::NEXT_IMAGE).unwrap(),
+                "built by CI",
+            )
+            .await
+            .unwrap()
+    });
+    let mut recorder = Recorder::default();
+    block_on(deploy(
+        &w.cloud,
+        &w.clock,
+        &mut recorder,
+        &w.spec,
+        &DeployRequest {
+            release: ReleaseName::parse("v2").unwrap(),
+            launch: Launch::Version(2),
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        w.cloud.template_versions(sample::TEMPLATE).len(),
+        2,
+        "no new version"
+    );
+    let FleetLaunch::Template(template) = w.cloud.config("checkout-v2").unwrap().launch else {
+        panic!("template launch")
+    };
+    assert_eq!(template.version, "2");
+    assert_eq!(
+        w.tag("checkout-v2", tags::LAUNCH_TEMPLATE_VERSION)
+            .as_deref(),
+        Some("2")
+    );
+}
+
+#[test]
+fn green_instances_not_yet_in_service_are_waited_for() {
+    let w = world();
+    w.cloud.script(
+        "checkout-v2",
+        HealthScript {
+            pending_for: Duration::from_secs(90),
+            initial_for: Duration::from_secs(10),
+            then: TargetState::Healthy,
+            reason: None,
+            description: None,
+        },
+    );
+    let (result, events) = w.deploy("v2", sample::NEXT_IMAGE);
+    result.unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Health { summary, .. } if summary.contains("not yet in service")
+    )));
+    w.assert_safe();
+}
