@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """greenlight's AWS emulator: moto's server app, in-process, with a fidelity layer on top.
 
-    python localstack/emulator.py [--port N] [--host H] [--exit-on-stdin-eof] [--verbose] [--stock]
+    localstack/emulator.py [--port N] [--host H] [--exit-on-stdin-eof] [--report-not-in-use]
+                           [--verbose] [--stock]
+
+(Any python3 will do: it re-executes itself with localstack/.venv/bin/python when that exists.)
 
 Prints exactly one line, `GREENLIGHT_EMULATOR_READY http://<host>:<port>`, on stdout once it
 accepts connections. Point any AWS SDK at that URL with AWS_ENDPOINT_URL (plus dummy credentials
 and a region).
 
 Why not `moto_server`: we need to monkeypatch moto's models before the first request (see
-fidelity.py), add a test-only endpoint (/_greenlight/target-health), serialise requests (moto is
+fidelity/), add a test-only endpoint (/_greenlight/target-health), serialise requests (moto is
 not thread-safe) and clear our own state on `POST /moto-api/reset`. All of that is a thin WSGI
 wrapper around moto's own DomainDispatcherApplication.
 """
@@ -16,15 +19,44 @@ wrapper around moto's own DomainDispatcherApplication.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# fidelity/ patches this moto release's internals (see requirements.txt); others may break it.
+MOTO_VERSION = "5.2.5"
 
 # Make `import fidelity` work whatever the current directory is.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+
+
+def _ensure_pinned_moto() -> None:
+    """Run under localstack/.venv, where install.sh put the moto the patches were written for.
+
+    Started with another Python (say, a system python3 with some other moto), re-execute
+    ourselves with the venv's; without a venv, insist on the pinned version.
+    """
+    venv = os.path.join(HERE, ".venv")
+    venv_python = os.path.join(venv, "bin", "python")
+    if os.path.realpath(sys.prefix) != os.path.realpath(venv) and os.path.exists(venv_python):
+        os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
+    try:
+        import moto
+    except ImportError:
+        sys.exit("emulator.py: moto is not installed; run localstack/install.sh")
+    if moto.__version__ != MOTO_VERSION:
+        sys.exit(
+            f"emulator.py: needs moto {MOTO_VERSION}, found {moto.__version__}; "
+            "run localstack/install.sh and use localstack/.venv/bin/python"
+        )
+
 
 READY_PREFIX = "GREENLIGHT_EMULATOR_READY"
 TEST_PREFIX = "/_greenlight/"
@@ -85,7 +117,9 @@ class SerialisingApp:
                 return _json(start_response, 200, {"status": "ok", "rule": rule})
         except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
             return _json(start_response, 400, {"error": str(err)})
-        return _json(start_response, 405, {"error": f"{method} not allowed; use GET, POST or DELETE"})
+        return _json(
+            start_response, 405, {"error": f"{method} not allowed; use GET, POST or DELETE"}
+        )
 
 
 def _json(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
@@ -113,9 +147,12 @@ def _exit_on_stdin_eof() -> None:
     os._exit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
+    _ensure_pinned_moto()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
+    parser.add_argument(
+        "--port", type=int, default=0, help="TCP port; 0 picks a free one (default)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--exit-on-stdin-eof",
@@ -133,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         "--stock", action="store_true", help="serve stock moto without the fidelity layer"
     )
     args = parser.parse_args(argv)
-
-    if args.exit_on_stdin_eof:
-        threading.Thread(target=_exit_on_stdin_eof, name="stdin-eof", daemon=True).start()
 
     # Request logging goes to stderr. Off by default: a harness that pipes stderr and never
     # reads it would otherwise stall the emulator once the pipe buffer fills.
@@ -156,18 +190,27 @@ def main(argv: list[str] | None = None) -> int:
         fidelity = fidelity_module
 
     app = SerialisingApp(DomainDispatcherApplication(create_backend_app), fidelity)
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
-    host = args.host if ":" not in args.host else f"[{args.host}]"
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=_exit_on_stdin_eof, name="stdin-eof", daemon=True).start()
+    # SIGTERM (what `kill` and most harnesses send) is a normal way to stop us: exit 0, quietly.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+    # Print an address a client can connect to, even when bound to every interface.
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
+    host = f"[{host}]" if ":" in host else host
     print(f"{READY_PREFIX} http://{host}:{server.server_port}", flush=True)
     # Nothing else may go to stdout: a harness may stop reading it after the ready line, and a
     # full pipe would block us. Anything moto prints goes to stderr from here on.
     sys.stdout = sys.stderr
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    # Skip interpreter shutdown: the stdin thread may be blocked holding stdin's lock.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

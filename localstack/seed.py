@@ -38,12 +38,34 @@ cd /var/www && nohup python3 -m http.server 80 >/var/log/app.log 2>&1 &
 MAX_ELB_NAME = 32
 
 
+def _use_venv_if_needed(module: str) -> None:
+    """Run under localstack/.venv (made by install.sh) when this Python lacks boto3."""
+    try:
+        __import__(module)
+    except ImportError:
+        venv_python = os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python"
+        )
+        if os.path.exists(venv_python) and os.path.realpath(sys.executable) != os.path.realpath(
+            venv_python
+        ):
+            os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
+
+
 class SeedError(Exception):
     """A failure with a message fit for one line on stderr."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors follow the script's contract too: one line on stderr, exit status 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"seed.py: {message} (see --help)", file=sys.stderr)
+        sys.exit(1)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--service", default="checkout", help="service name (default checkout)")
     p.add_argument(
         "--region",
@@ -56,15 +78,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also create a host-header rule <service>.example.com -> slot a and route via it",
     )
-    p.add_argument("--capacity", type=int, default=2, help="blue desired = min (max = 2x); default 2")
+    p.add_argument(
+        "--capacity", type=int, default=2, help="blue desired = min (max = 2x); default 2"
+    )
     p.add_argument(
         "--deregistration-delay",
         type=int,
         default=5,
         help="target groups' deregistration_delay.timeout_seconds (default 5)",
     )
-    p.add_argument("--health-timeout", default="2m", help="[health] timeout in the config (default 2m)")
-    p.add_argument("--keep-warm", default="1h", help="[retention] keep_warm in the config (default 1h)")
+    p.add_argument(
+        "--health-timeout", default="2m", help="[health] timeout in the config (default 2m)"
+    )
+    p.add_argument(
+        "--keep-warm", default="1h", help="[retention] keep_warm in the config (default 1h)"
+    )
     args = p.parse_args(argv)
     if args.capacity < 1:
         p.error("--capacity must be at least 1")
@@ -94,14 +122,13 @@ def clients(region: str) -> dict[str, Any]:
         import boto3
         from botocore.config import Config
     except ImportError as err:
-        raise SeedError(f"boto3 is missing ({err}); run localstack/install.sh and use its venv")
+        raise SeedError(
+            f"boto3 is missing ({err}); run localstack/install.sh and use its venv"
+        ) from err
 
     config = Config(region_name=region, retries={"mode": "standard", "max_attempts": 5})
     session = boto3.session.Session(region_name=region)
-    return {
-        name: session.client(name, config=config)
-        for name in ("ec2", "elbv2", "autoscaling")
-    }
+    return {name: session.client(name, config=config) for name in ("ec2", "elbv2", "autoscaling")}
 
 
 def tags(**kv: str) -> list[dict[str, str]]:
@@ -134,13 +161,21 @@ def find_images(ec2: Any) -> list[str]:
 
 def resource_label(lb_arn: str, tg_arn: str) -> str:
     """The ALBRequestCountPerTarget ResourceLabel: app/<lb>/<id>/targetgroup/<tg>/<id>."""
-    return lb_arn.split(":loadbalancer/", 1)[1] + "/targetgroup/" + tg_arn.split(":targetgroup/", 1)[1]
+    return (
+        lb_arn.split(":loadbalancer/", 1)[1] + "/targetgroup/" + tg_arn.split(":targetgroup/", 1)[1]
+    )
 
 
 def seed(args: argparse.Namespace) -> dict[str, Any]:
     c = clients(args.region)
     ec2, elbv2, asg = c["ec2"], c["elbv2"], c["autoscaling"]
     svc = args.service
+    existing = elbv2.describe_load_balancers()["LoadBalancers"]
+    if any(lb["LoadBalancerName"] == f"{svc}-alb" for lb in existing):
+        raise SeedError(
+            f"service {svc} is already seeded at this endpoint (load balancer {svc}-alb exists); "
+            "pick another --service or reset the emulator"
+        )
 
     # --- network -----------------------------------------------------------------------------
     vpc_id = ec2.create_vpc(
@@ -172,7 +207,12 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     ec2.authorize_security_group_ingress(
         GroupId=sg_id,
         IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 80,
+                "ToPort": 80,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
         ],
     )
 
@@ -303,7 +343,11 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
         MetricAggregationType="Average",
         EstimatedInstanceWarmup=60,
         StepAdjustments=[
-            {"MetricIntervalLowerBound": 0.0, "MetricIntervalUpperBound": 20.0, "ScalingAdjustment": 1},
+            {
+                "MetricIntervalLowerBound": 0.0,
+                "MetricIntervalUpperBound": 20.0,
+                "ScalingAdjustment": 1,
+            },
             {"MetricIntervalLowerBound": 20.0, "ScalingAdjustment": 2},
         ],
     )
@@ -368,10 +412,11 @@ def write_config(path: Path, args: argparse.Namespace, out: dict[str, Any]) -> N
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     except OSError as err:
-        raise SeedError(f"failed to write {path}: {err.strerror}")
+        raise SeedError(f"failed to write {path}: {err.strerror}") from err
 
 
 def main(argv: list[str] | None = None) -> int:
+    _use_venv_if_needed("boto3")
     args = parse_args(argv)
     try:
         out = seed(args)
@@ -382,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as err:  # botocore ClientError, EndpointConnectionError, ...
         message = " ".join(str(err).split())  # keep it to one line
-        print(f"seed.py: failed to seed {args.service}: {type(err).__name__}: {message}", file=sys.stderr)
+        print(
+            f"seed.py: failed to seed {args.service}: {type(err).__name__}: {message}",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(out))
     return 0

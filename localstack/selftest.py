@@ -10,6 +10,10 @@ Checks, each against resources of its own (unique names, so a non-empty emulator
                                 gone; only InService instances stay registered
   launch-template-versions      SourceVersion honoured, VersionDescription kept, instances
                                 launched from the version the ASG names, with its UserData
+  removals-drain                terminate, detach and ForceDelete drain targets; a replacement
+                                is registered; delete without ForceDelete is refused
+  api-fidelity                  policies scoped to their group, desired > max rejected,
+                                ForwardConfig weights and LoadBalancerArns, weight 1000 rejected
   reset-clears-rules            DELETE /_greenlight/target-health and POST /moto-api/reset
                                 clear the rules (this one wipes the whole emulator: it runs
                                 last, and --skip-reset leaves it out when the emulator is shared)
@@ -29,10 +33,28 @@ import time
 import traceback
 import urllib.request
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-import boto3
-from botocore.config import Config
+
+def _use_venv_if_needed(module: str) -> None:
+    """Run under localstack/.venv (made by install.sh) when this Python lacks boto3."""
+    try:
+        __import__(module)
+    except ImportError:
+        venv_python = os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python"
+        )
+        if os.path.exists(venv_python) and os.path.realpath(sys.executable) != os.path.realpath(
+            venv_python
+        ):
+            os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
+
+
+_use_venv_if_needed("boto3")
+
+import boto3  # noqa: E402 (after the venv switch above)
+from botocore.config import Config  # noqa: E402
 
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 DELAY = 1  # seconds of deregistration delay: long enough to observe, short enough to wait out
@@ -81,12 +103,18 @@ class Emulator:
     def fixture(self) -> dict[str, Any]:
         if self._fixture is None:
             vpc = self.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-            zones = sorted(z["ZoneName"] for z in self.ec2.describe_availability_zones()["AvailabilityZones"])
+            zones = sorted(
+                z["ZoneName"] for z in self.ec2.describe_availability_zones()["AvailabilityZones"]
+            )
             subnets = [
-                self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
+                self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=z)[
+                    "Subnet"
+                ]["SubnetId"]
                 for i, z in enumerate(zones[:2])
             ]
-            lb = self.elbv2.create_load_balancer(Name=f"st-{self.run}", Subnets=subnets)["LoadBalancers"][0]
+            lb = self.elbv2.create_load_balancer(Name=f"st-{self.run}", Subnets=subnets)[
+                "LoadBalancers"
+            ][0]
             images = [i["ImageId"] for i in self.ec2.describe_images(Owners=["amazon"])["Images"]]
             expect(len(set(images)) >= 2, "DescribeImages returned fewer than 2 images")
             self._fixture = {
@@ -101,7 +129,11 @@ class Emulator:
     def target_group(self, name: str) -> str:
         f = self.fixture()
         tg = self.elbv2.create_target_group(
-            Name=f"{name}-{self.run}"[:32], Protocol="HTTP", Port=80, VpcId=f["vpc"], HealthCheckPath="/health"
+            Name=f"{name}-{self.run}"[:32],
+            Protocol="HTTP",
+            Port=80,
+            VpcId=f["vpc"],
+            HealthCheckPath="/health",
         )["TargetGroups"][0]["TargetGroupArn"]
         self.elbv2.modify_target_group_attributes(
             TargetGroupArn=tg,
@@ -134,19 +166,24 @@ class Emulator:
             },
         )["LaunchTemplate"]["LaunchTemplateId"]
 
-    def group(self, name: str, tg: str, capacity: int, lt: str | None = None, version: str = "1") -> str:
+    def group(
+        self, name: str, tg: str, capacity: int, lt: str | None = None, version: str = "1"
+    ) -> str:
         f = self.fixture()
         asg_name = f"{name}-{self.run}"
+        template = {"LaunchTemplateId": lt or self.launch_template(name), "Version": version}
         self.asg.create_auto_scaling_group(
             AutoScalingGroupName=asg_name,
-            LaunchTemplate={"LaunchTemplateId": lt or self.launch_template(name), "Version": version},
+            LaunchTemplate=template,
             MinSize=0, MaxSize=capacity * 2, DesiredCapacity=capacity,
             VPCZoneIdentifier=",".join(f["subnets"]), TargetGroupARNs=[tg], HealthCheckType="ELB",
         )  # fmt: skip
         return asg_name
 
     def instances(self, asg_name: str) -> list[str]:
-        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])["AutoScalingGroups"][0]
+        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])[
+            "AutoScalingGroups"
+        ][0]
         return [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
 
     def health(self, tg: str, targets: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -196,7 +233,10 @@ def check_scripted_health_observations(emu: Emulator) -> None:
         and seen[2].get("Description") == "Health checks failed with these codes: [502]",
         f"unhealthy reason/description: {seen[2]}",
     )
-    expect("Reason" not in seen[3] and "Description" not in seen[3], f"healthy carries a reason: {seen[3]}")
+    expect(
+        "Reason" not in seen[3] and "Description" not in seen[3],
+        f"healthy carries a reason: {seen[3]}",
+    )
 
 
 def check_scripted_health_seconds(emu: Emulator) -> None:
@@ -242,7 +282,10 @@ def check_draining_after_scale_in(emu: Emulator) -> None:
     h = emu.health(tg)
     expect(set(h) == {newest, third[0]}, f"after the delay only InService targets remain: {h}")
     gone = emu.health(tg, [oldest])[oldest]
-    expect(gone["State"] == "unused" and gone.get("Reason") == "Target.NotRegistered", f"drained target: {gone}")
+    expect(
+        gone["State"] == "unused" and gone.get("Reason") == "Target.NotRegistered",
+        f"drained target: {gone}",
+    )
 
 
 def check_launch_template_versions(emu: Emulator) -> None:
@@ -256,9 +299,13 @@ def check_launch_template_versions(emu: Emulator) -> None:
         LaunchTemplateData={"ImageId": new_ami},
     )["LaunchTemplateVersion"]
     expect(v2["VersionNumber"] == 2, f"new version number {v2['VersionNumber']}")
-    versions = emu.ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=["2"])["LaunchTemplateVersions"]
+    versions = emu.ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=["2"])[
+        "LaunchTemplateVersions"
+    ]
     data = versions[0]["LaunchTemplateData"]
-    expect(versions[0].get("VersionDescription") == "release v2", f"VersionDescription: {versions[0]}")
+    expect(
+        versions[0].get("VersionDescription") == "release v2", f"VersionDescription: {versions[0]}"
+    )
     expect(data.get("ImageId") == new_ami, f"v2 ImageId {data.get('ImageId')} != {new_ami}")
     expect(data.get("InstanceType") == "t3.micro", f"SourceVersion ignored: v2 data {data}")
     expect(bool(data.get("UserData")), f"SourceVersion ignored: v2 has no UserData: {data}")
@@ -270,18 +317,31 @@ def check_launch_template_versions(emu: Emulator) -> None:
     )
     # The default version stays 1; the groups below name other versions explicitly.
     tg = emu.target_group("lt")
-    for version, ami, marker in (("2", new_ami, "selftest"), ("$Latest", new_ami, "v3"), ("$Default", old_ami, "selftest")):
-        asg_name = emu.group(f"lt{version.strip('$').lower()}", tg, capacity=1, lt=lt, version=version)
+    for version, ami, marker in (
+        ("2", new_ami, "selftest"),
+        ("$Latest", new_ami, "v3"),
+        ("$Default", old_ami, "selftest"),
+    ):
+        asg_name = emu.group(
+            f"lt{version.strip('$').lower()}", tg, capacity=1, lt=lt, version=version
+        )
         (iid,) = emu.instances(asg_name)
         inst = emu.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
-        expect(inst["ImageId"] == ami, f"Version {version}: instance runs {inst['ImageId']}, want {ami}")
-        user_data = emu.ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]
+        expect(
+            inst["ImageId"] == ami,
+            f"Version {version}: instance runs {inst['ImageId']}, want {ami}",
+        )
+        user_data = emu.ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")[
+            "UserData"
+        ]
         text = base64.b64decode(user_data.get("Value", "")).decode()
         expect(marker in text, f"Version {version}: instance user data {text!r} lacks {marker!r}")
     # Updating the group's version applies to the instances launched afterwards.
     asg_name = emu.group("ltupd", tg, capacity=1, lt=lt, version="1")
     emu.asg.update_auto_scaling_group(
-        AutoScalingGroupName=asg_name, LaunchTemplate={"LaunchTemplateId": lt, "Version": "2"}, DesiredCapacity=2
+        AutoScalingGroupName=asg_name,
+        LaunchTemplate={"LaunchTemplateId": lt, "Version": "2"},
+        DesiredCapacity=2,
     )
     images = {
         i["InstanceId"]: i["ImageId"]
@@ -289,6 +349,92 @@ def check_launch_template_versions(emu: Emulator) -> None:
         for i in r["Instances"]
     }
     expect(sorted(images.values()) == sorted([old_ami, new_ami]), f"after update: {images}")
+
+
+def check_removals_drain(emu: Emulator) -> None:
+    tg = emu.target_group("rm")
+    asg_name = emu.group("rm", tg, capacity=3)
+    first, second, third = emu.instances(asg_name)
+    emu.asg.terminate_instance_in_auto_scaling_group(
+        InstanceId=first, ShouldDecrementDesiredCapacity=False
+    )
+    emu.asg.detach_instances(
+        AutoScalingGroupName=asg_name, InstanceIds=[second], ShouldDecrementDesiredCapacity=True
+    )
+    h = emu.health(tg)
+    expect(h[first]["State"] == h[second]["State"] == "draining", f"terminate/detach: {h}")
+    replacement = [i for i in emu.instances(asg_name) if i != third]
+    expect(len(replacement) == 1, f"terminate without decrement should replace: {replacement}")
+    expect(h[replacement[0]]["State"] == "healthy", f"replacement not registered: {h}")
+    try:
+        emu.asg.delete_auto_scaling_group(AutoScalingGroupName=asg_name)
+    except emu.asg.exceptions.ClientError as err:
+        code = err.response["Error"]["Code"]
+        expect(code == "ResourceInUse", f"delete without ForceDelete: {code}")
+    else:
+        raise CheckFailed("delete without ForceDelete succeeded with instances in the group")
+    emu.asg.delete_auto_scaling_group(AutoScalingGroupName=asg_name, ForceDelete=True)
+    h = emu.health(tg)
+    expect(
+        {state["State"] for state in h.values()} == {"draining"} and len(h) == 4,
+        f"after ForceDelete every target should drain: {h}",
+    )
+
+
+def check_api_fidelity(emu: Emulator) -> None:
+    f = emu.fixture()
+    a, b = emu.target_group("fa"), emu.target_group("fb")
+    # Policies are scoped to their group: a second group's "cpu" must not replace the first's.
+    groups = [emu.group(f"pol{i}", a, capacity=0) for i in (1, 2)]
+    for value, group in zip((40.0, 60.0), groups, strict=True):
+        emu.asg.put_scaling_policy(
+            AutoScalingGroupName=group,
+            PolicyName="cpu",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingConfiguration={
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "ASGAverageCPUUtilization"
+                },
+                "TargetValue": value,
+            },
+        )
+    for value, group in zip((40.0, 60.0), groups, strict=True):
+        policies = emu.asg.describe_policies(AutoScalingGroupName=group)["ScalingPolicies"]
+        expect(len(policies) == 1, f"{group} has {len(policies)} policies, want 1")
+        got = policies[0]["TargetTrackingConfiguration"]["TargetValue"]
+        expect(got == value, f"{group}'s policy has target {got}, want {value}")
+    try:
+        emu.asg.set_desired_capacity(AutoScalingGroupName=groups[0], DesiredCapacity=99)
+    except emu.asg.exceptions.ClientError as err:
+        expect(err.response["Error"]["Code"] == "ValidationError", f"desired > max: {err}")
+    else:
+        raise CheckFailed("SetDesiredCapacity above MaxSize was accepted")
+    # Weighted forward: weights read back, LoadBalancerArns follow the listener, bad weights fail.
+    listener = f["listener"]
+    forward = {
+        "Type": "forward",
+        "ForwardConfig": {
+            "TargetGroups": [
+                {"TargetGroupArn": a, "Weight": 90},
+                {"TargetGroupArn": b, "Weight": 10},
+            ]
+        },
+    }
+    emu.elbv2.modify_listener(ListenerArn=listener, DefaultActions=[forward])
+    (action,) = emu.elbv2.describe_listeners(ListenerArns=[listener])["Listeners"][0][
+        "DefaultActions"
+    ]
+    weights = {t["TargetGroupArn"]: t["Weight"] for t in action["ForwardConfig"]["TargetGroups"]}
+    expect(weights == {a: 90, b: 10}, f"weights read back as {weights}")
+    for tg in emu.elbv2.describe_target_groups(TargetGroupArns=[a, b])["TargetGroups"]:
+        expect(tg["LoadBalancerArns"] == [f["lb"]], f"LoadBalancerArns of {tg['TargetGroupName']}")
+    forward["ForwardConfig"]["TargetGroups"][0]["Weight"] = 1000
+    try:
+        emu.elbv2.modify_listener(ListenerArn=listener, DefaultActions=[forward])
+    except emu.elbv2.exceptions.ClientError as err:
+        expect(err.response["Error"]["Code"] == "ValidationError", f"weight 1000: {err}")
+    else:
+        raise CheckFailed("ModifyListener accepted weight 1000")
 
 
 def check_reset_clears_rules(emu: Emulator) -> None:
@@ -300,7 +446,10 @@ def check_reset_clears_rules(emu: Emulator) -> None:
     emu.http("POST", "/moto-api/reset")
     state = emu.http("GET", "/_greenlight/target-health")
     expect(state["rules"] == [] and state["draining"] == [], f"reset left state behind: {state}")
-    expect(emu.asg.describe_auto_scaling_groups()["AutoScalingGroups"] == [], "reset left groups behind")
+    expect(
+        emu.asg.describe_auto_scaling_groups()["AutoScalingGroups"] == [],
+        "reset left groups behind",
+    )
 
 
 CHECKS: list[tuple[str, Callable[[Emulator], None]]] = [
@@ -308,6 +457,8 @@ CHECKS: list[tuple[str, Callable[[Emulator], None]]] = [
     ("scripted-health-seconds", check_scripted_health_seconds),
     ("draining-after-scale-in", check_draining_after_scale_in),
     ("launch-template-versions", check_launch_template_versions),
+    ("removals-drain", check_removals_drain),
+    ("api-fidelity", check_api_fidelity),
     ("reset-clears-rules", check_reset_clears_rules),
 ]
 

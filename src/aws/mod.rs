@@ -1,52 +1,97 @@
-//! Placeholder until the SDK adapter lands.
-#![expect(unused_variables, reason = "placeholder")]
-use crate::core::cloud::*;
-use crate::core::fleet::*;
-use crate::core::health::TargetHealth;
-use crate::core::names::*;
-use crate::core::router::*;
+//! The [`Cloud`] port over the AWS SDK: one client per service, wired together here.
 
-pub struct AwsCloud;
+mod autoscaling;
+mod ec2;
+mod elbv2;
+mod error;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use self::autoscaling::AutoScaling;
+use self::ec2::Ec2;
+use self::elbv2::Elbv2;
+use crate::core::cloud::{Cloud, CloudResult, LaunchTemplateVersion, TargetGroupInfo};
+use crate::core::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
+use crate::core::health::TargetHealth;
+use crate::core::names::{FleetName, ImageId, TargetGroupArn};
+use crate::core::router::{Forward, RouterId, RouterState};
+
+/// greenlight's cloud on AWS: Elastic Load Balancing v2, Auto Scaling and EC2 in one region.
+pub struct AwsCloud {
+    elbv2: Elbv2,
+    autoscaling: AutoScaling,
+    ec2: Ec2,
+    region: Option<String>,
+}
+
 impl AwsCloud {
+    /// Loads configuration the way the AWS CLI does (environment, `AWS_PROFILE`, SSO, instance
+    /// roles, `AWS_ENDPOINT_URL`, …); `region` overrides the configured region.
     pub async fn connect(region: Option<&str>) -> AwsCloud {
-        AwsCloud
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(Region::new(region.to_owned()));
+        }
+        AwsCloud::from_conf(&loader.load().await)
     }
-    pub fn region(&self) -> Option<String> {
-        None
+
+    pub fn from_conf(conf: &SdkConfig) -> AwsCloud {
+        AwsCloud {
+            elbv2: Elbv2::new(conf),
+            autoscaling: AutoScaling::new(conf),
+            ec2: Ec2::new(conf),
+            region: conf.region().map(|r| r.as_ref().to_owned()),
+        }
+    }
+
+    /// The region calls go to, when one is configured.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 }
+
 impl Cloud for AwsCloud {
     async fn router(&self, id: &RouterId) -> CloudResult<RouterState> {
-        todo!()
+        self.elbv2.router(id).await
     }
+
     async fn target_group(&self, arn: &TargetGroupArn) -> CloudResult<TargetGroupInfo> {
-        todo!()
+        self.elbv2.target_group(arn).await
     }
+
     async fn fleets(&self, target_groups: &[TargetGroupArn]) -> CloudResult<Vec<FleetSummary>> {
-        todo!()
+        self.autoscaling.fleets(target_groups).await
     }
+
     async fn fleet_config(&self, name: &FleetName) -> CloudResult<FleetConfig> {
-        todo!()
+        self.autoscaling.fleet_config(name, &self.ec2).await
     }
+
     async fn target_health(&self, target_group: &TargetGroupArn) -> CloudResult<Vec<TargetHealth>> {
-        todo!()
+        self.elbv2.target_health(target_group).await
     }
+
     async fn image_exists(&self, image: &ImageId) -> CloudResult<bool> {
-        todo!()
+        self.ec2.image_exists(image).await
     }
+
     async fn launch_template_version(
         &self,
         template: &LaunchTemplateRef,
     ) -> CloudResult<Option<LaunchTemplateVersion>> {
-        todo!()
+        self.ec2.launch_template_version(template).await
     }
+
     async fn find_launch_template_version(
         &self,
         template_id: &str,
         description: &str,
     ) -> CloudResult<Option<LaunchTemplateVersion>> {
-        todo!()
+        self.ec2
+            .find_launch_template_version(template_id, description)
+            .await
     }
+
     async fn create_launch_template_version(
         &self,
         template_id: &str,
@@ -54,27 +99,36 @@ impl Cloud for AwsCloud {
         image: &ImageId,
         description: &str,
     ) -> CloudResult<LaunchTemplateVersion> {
-        todo!()
+        self.ec2
+            .create_launch_template_version(template_id, source_version, image, description)
+            .await
     }
+
     async fn create_fleet(&self, name: &FleetName, config: &FleetConfig) -> CloudResult<()> {
-        todo!()
+        self.autoscaling.create_fleet(name, config).await
     }
+
     async fn configure_fleet(&self, name: &FleetName, config: &FleetConfig) -> CloudResult<()> {
-        todo!()
+        self.autoscaling.configure_fleet(name, config).await
     }
+
     async fn set_capacity(&self, name: &FleetName, capacity: Capacity) -> CloudResult<()> {
-        todo!()
+        self.autoscaling.set_capacity(name, capacity).await
     }
+
     async fn tag_fleet(&self, name: &FleetName, tags: &[(String, String)]) -> CloudResult<()> {
-        todo!()
+        self.autoscaling.tag_fleet(name, tags).await
     }
+
     async fn untag_fleet(&self, name: &FleetName, keys: &[String]) -> CloudResult<()> {
-        todo!()
+        self.autoscaling.untag_fleet(name, keys).await
     }
+
     async fn delete_fleet(&self, name: &FleetName) -> CloudResult<()> {
-        todo!()
+        self.autoscaling.delete_fleet(name).await
     }
+
     async fn route(&self, id: &RouterId, forwards: &[Forward]) -> CloudResult<()> {
-        todo!()
+        self.elbv2.route(id, forwards).await
     }
 }

@@ -139,7 +139,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         // No region anywhere in the environment: the ARNs say where the service lives.
         cloud = AwsCloud::connect(spec.arn_region()).await;
     }
-    check_region(&spec, cloud.region().as_deref())?;
+    check_region(&spec, cloud.region())?;
     let clock = SystemClock;
     let mut reporter = reporter(cli.output);
 

@@ -499,3 +499,7 @@ mod rfc3339 {
         s.serialize_str(&crate::core::tags::timestamp(*t))
     }
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -142,7 +142,7 @@ pub struct Slots([TargetGroupArn; 2]);
 impl Slots {
     /// `None` when both are the same target group.
     pub fn new(a: TargetGroupArn, b: TargetGroupArn) -> Option<Self> {
-        (a != b).then(|| Self([a, b]))
+        (a != b).then_some(Self([a, b]))
     }
 
     pub fn get(&self, slot: Slot) -> &TargetGroupArn {

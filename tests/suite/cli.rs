@@ -29,7 +29,10 @@ fn one_line_error(args: &[&str], config: Option<&str>, expected: &str) {
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(expected), "{args:?}: {err:?} lacks {expected:?}");
+    assert!(
+        err.contains(expected),
+        "{args:?}: {err:?} lacks {expected:?}"
+    );
 }
 
 const CONFIG: &str = r#"service = "checkout"
@@ -47,8 +50,18 @@ fn help_documents_commands_and_exit_codes() {
     let out = greenlight().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["deploy", "rollback", "status", "validate", "Exit codes:", "3  release failed"] {
-        assert!(text.contains(needle), "{needle} missing from --help:\n{text}");
+    for needle in [
+        "deploy",
+        "rollback",
+        "status",
+        "validate",
+        "Exit codes:",
+        "3  release failed",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from --help:\n{text}"
+        );
     }
     let out = greenlight().args(["deploy", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -60,11 +73,23 @@ fn help_documents_commands_and_exit_codes() {
 fn usage_errors() {
     one_line_error(&["deploy", "--release", "v2"], Some(CONFIG), "--image-id");
     one_line_error(
-        &["deploy", "--release", "v2", "--image-id", "ami-12345678", "--launch-template-version", "3"],
+        &[
+            "deploy",
+            "--release",
+            "v2",
+            "--image-id",
+            "ami-12345678",
+            "--launch-template-version",
+            "3",
+        ],
         Some(CONFIG),
         "cannot be used with",
     );
-    one_line_error(&["deploy", "--image-id", "ami-12345678"], Some(CONFIG), "--release");
+    one_line_error(
+        &["deploy", "--image-id", "ami-12345678"],
+        Some(CONFIG),
+        "--release",
+    );
     one_line_error(&["launch"], Some(CONFIG), "unrecognized subcommand");
     one_line_error(&["status", "--output", "yaml"], Some(CONFIG), "yaml");
     one_line_error(
@@ -73,12 +98,24 @@ fn usage_errors() {
         "not an AMI id",
     );
     one_line_error(
-        &["deploy", "--release", "v2/beta", "--image-id", "ami-12345678"],
+        &[
+            "deploy",
+            "--release",
+            "v2/beta",
+            "--image-id",
+            "ami-12345678",
+        ],
         Some(CONFIG),
         "contains '/'",
     );
     one_line_error(
-        &["deploy", "--release", "v2", "--launch-template-version", "0"],
+        &[
+            "deploy",
+            "--release",
+            "v2",
+            "--launch-template-version",
+            "0",
+        ],
         Some(CONFIG),
         "1 or more",
     );
@@ -87,7 +124,11 @@ fn usage_errors() {
 #[test]
 fn config_errors() {
     one_line_error(&["status"], None, "config greenlight.toml not found");
-    one_line_error(&["status"], Some("service = \"checkout\"\n"), "missing field `router`");
+    one_line_error(
+        &["status"],
+        Some("service = \"checkout\"\n"),
+        "missing field `router`",
+    );
     one_line_error(
         &["status"],
         Some(&CONFIG.replace("region = \"us-east-1\"", "region = \"eu-west-1\"")),
@@ -114,5 +155,8 @@ fn region_from_the_environment_must_match_the_arns() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("eu-central-1") && err.contains("us-east-1"), "{err}");
+    assert!(
+        err.contains("eu-central-1") && err.contains("us-east-1"),
+        "{err}"
+    );
 }

@@ -212,7 +212,10 @@ fn deploy_status_rollback_end_to_end() {
     let (tg_a, tg_b) = (seeded.target_group(0), seeded.target_group(1));
     let listener = seeded.str("listener_arn");
 
-    s.greenlight(&seeded.config).arg("validate").assert().success();
+    s.greenlight(&seeded.config)
+        .arg("validate")
+        .assert()
+        .success();
 
     slow_healthy(&s, "checkout-v2");
     let out = s
@@ -224,7 +227,10 @@ fn deploy_status_rollback_end_to_end() {
     let text = stdout(&out);
     assert!(text.contains("release v2 is live"), "{text}");
     if s.emulator.hooks {
-        assert!(text.contains("initial (Elb.RegistrationInProgress)"), "{text}");
+        assert!(
+            text.contains("initial (Elb.RegistrationInProgress)"),
+            "{text}"
+        );
     }
 
     // Traffic on green, blue still at capacity, green runs the new image.
@@ -271,10 +277,17 @@ fn deploy_status_rollback_end_to_end() {
     assert!(text.contains("checkout-blue"), "{text}");
 
     // Rollback: one call, back to blue.
-    let out = s.greenlight(&seeded.config).arg("rollback").output().unwrap();
+    let out = s
+        .greenlight(&seeded.config)
+        .arg("rollback")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(aws.live(&aws.listener_forwards(&listener)), tg_a);
-    assert_eq!(aws.group("checkout-blue").unwrap().tag("greenlight:phase"), Some("live"));
+    assert_eq!(
+        aws.group("checkout-blue").unwrap().tag("greenlight:phase"),
+        Some("live")
+    );
     let green = aws.group("checkout-v2").unwrap();
     assert_eq!(green.tag("greenlight:phase"), Some("warm"));
     assert_eq!(green.desired, 2);
@@ -300,10 +313,24 @@ fn unhealthy_green_fails_with_exit_3_and_traffic_stays_on_blue() {
     );
     let out = s
         .greenlight(&seeded.config)
-        .args(["deploy", "--release", "v2", "--image-id", &seeded.image(1), "--output", "json"])
+        .args([
+            "deploy",
+            "--release",
+            "v2",
+            "--image-id",
+            &seeded.image(1),
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let err = stderr(&out);
     assert!(err.contains("Target.ResponseCodeMismatch"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -319,11 +346,19 @@ fn unhealthy_green_fails_with_exit_3_and_traffic_stays_on_blue() {
     assert_eq!(events.last().unwrap()["event"], "error");
     assert_eq!(events.last().unwrap()["exit_code"], 3);
 
-    assert_eq!(aws.live(&aws.listener_forwards(&listener)), seeded.target_group(0));
+    assert_eq!(
+        aws.live(&aws.listener_forwards(&listener)),
+        seeded.target_group(0)
+    );
     let green = aws.group("payments-v2").unwrap();
     assert_eq!(green.desired, 0);
     assert_eq!(green.tag("greenlight:phase"), Some("failed"));
-    assert!(green.tag("greenlight:failure").unwrap().contains("ResponseCodeMismatch"));
+    assert!(
+        green
+            .tag("greenlight:failure")
+            .unwrap()
+            .contains("ResponseCodeMismatch")
+    );
     let blue = aws.group("payments-blue").unwrap();
     assert_eq!((blue.desired, blue.in_service), (2, 2));
 }
@@ -340,14 +375,28 @@ fn second_deploy_uses_the_other_slot() {
             .args(["deploy", "--release", release, "--image-id", &image])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{release}: {}{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "{release}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
     }
-    assert_eq!(aws.live(&aws.listener_forwards(&listener)), seeded.target_group(0));
+    assert_eq!(
+        aws.live(&aws.listener_forwards(&listener)),
+        seeded.target_group(0)
+    );
     let v3 = aws.group("search-v3").unwrap();
     assert_eq!(v3.target_groups, vec![seeded.target_group(0)]);
     assert_eq!(v3.tag("greenlight:phase"), Some("live"));
-    assert_eq!(aws.group("search-v2").unwrap().tag("greenlight:phase"), Some("warm"));
-    assert!(aws.group("search-blue").is_none(), "the oldest release was retired");
+    assert_eq!(
+        aws.group("search-v2").unwrap().tag("greenlight:phase"),
+        Some("warm")
+    );
+    assert!(
+        aws.group("search-blue").is_none(),
+        "the oldest release was retired"
+    );
 }
 
 #[test]
@@ -386,10 +435,21 @@ fn rollback_is_refused_when_the_previous_release_is_gone() {
             .send(),
     )
     .unwrap();
-    let out = s.greenlight(&seeded.config).arg("rollback").output().unwrap();
+    let out = s
+        .greenlight(&seeded.config)
+        .arg("rollback")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nothing to roll back to"), "{}", stderr(&out));
-    assert_eq!(aws.live(&aws.listener_forwards(&listener)), seeded.target_group(1));
+    assert!(
+        stderr(&out).contains("nothing to roll back to"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        aws.live(&aws.listener_forwards(&listener)),
+        seeded.target_group(1)
+    );
 }
 
 #[test]
@@ -410,12 +470,21 @@ fn bad_input_exits_2_with_one_line_and_changes_nothing() {
         "missing-listener.toml",
         config.replace(&listener, &format!("{}0", &listener[..listener.len() - 1])),
     );
-    let typo = write("typo.toml", config.replace("[health]", "[health]\ntimout = \"1m\""));
+    let typo = write(
+        "typo.toml",
+        config.replace("[health]", "[health]\ntimout = \"1m\""),
+    );
     let image = seeded.image(1);
 
     let cases: Vec<(Vec<&str>, &std::path::Path, &str)> = vec![
         (
-            vec!["deploy", "--release", "v2", "--image-id", "ami-0000000000000dead"],
+            vec![
+                "deploy",
+                "--release",
+                "v2",
+                "--image-id",
+                "ami-0000000000000dead",
+            ],
             &seeded.config,
             "not found",
         ),
@@ -424,9 +493,19 @@ fn bad_input_exits_2_with_one_line_and_changes_nothing() {
             &seeded.config,
             "release",
         ),
-        (vec!["deploy", "--release", "v2"], &seeded.config, "--image-id"),
         (
-            vec!["deploy", "--release", "v2", "--launch-template-version", "99"],
+            vec!["deploy", "--release", "v2"],
+            &seeded.config,
+            "--image-id",
+        ),
+        (
+            vec![
+                "deploy",
+                "--release",
+                "v2",
+                "--launch-template-version",
+                "99",
+            ],
             &seeded.config,
             "no version 99",
         ),
@@ -435,7 +514,11 @@ fn bad_input_exits_2_with_one_line_and_changes_nothing() {
             &missing_listener,
             "not found",
         ),
-        (vec!["deploy", "--release", "v2", "--image-id", &image], &typo, "timout"),
+        (
+            vec!["deploy", "--release", "v2", "--image-id", &image],
+            &typo,
+            "timout",
+        ),
         (
             vec!["deploy", "--release", "v2", "--image-id", &image],
             std::path::Path::new("/nonexistent/greenlight.toml"),
@@ -452,21 +535,37 @@ fn bad_input_exits_2_with_one_line_and_changes_nothing() {
         let want = if args == ["rollback"] { 5 } else { 2 };
         assert_eq!(code, Some(want), "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {err}"
+        );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(aws.fingerprint(&seeded), before, "{args:?} changed AWS");
     }
 
-    // The wrong region is named as such, before any call.
+    // The wrong region (from the environment, as the config names none) is named as such,
+    // before any call.
+    let regionless = write(
+        "regionless.toml",
+        config
+            .lines()
+            .filter(|l| !l.starts_with("region"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     let out = s
-        .greenlight(&seeded.config)
+        .greenlight(&regionless)
         .env("AWS_REGION", "eu-west-1")
         .args(["deploy", "--release", "v2", "--image-id", &image])
         .output()
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("eu-west-1") && err.contains("us-east-1"), "{err}");
+    assert!(
+        err.contains("eu-west-1") && err.contains("us-east-1"),
+        "{err}"
+    );
     assert_eq!(aws.fingerprint(&seeded), before);
 }
 
@@ -487,7 +586,10 @@ fn validate_reports_checks_as_json() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["resources", "routing", "live fleet", "twin", "idle slot"]);
+    assert_eq!(
+        names,
+        ["resources", "routing", "live fleet", "twin", "idle slot"]
+    );
 }
 
 #[test]

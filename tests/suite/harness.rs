@@ -38,7 +38,9 @@ pub struct Session {
 
 /// Starts (once) and resets the emulator, and holds it for one test.
 pub fn session() -> Session {
-    let guard = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let emulator = EMULATOR.get_or_init(start);
     if emulator.hooks {
         post(&emulator.endpoint, "/moto-api/reset", "").expect("reset the emulator");
@@ -47,6 +49,19 @@ pub fn session() -> Session {
         emulator,
         _guard: guard,
     }
+}
+
+/// The project's emulator venv, installed by `localstack/install.sh` on first use.
+pub fn venv() -> PathBuf {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let install = Command::new("bash")
+            .arg(root().join("localstack/install.sh"))
+            .status()
+            .expect("run localstack/install.sh");
+        assert!(install.success(), "localstack/install.sh failed");
+    });
+    root().join("localstack/.venv")
 }
 
 fn start() -> Emulator {
@@ -58,12 +73,7 @@ fn start() -> Emulator {
             _child: None,
         };
     }
-    let install = Command::new("bash")
-        .arg(root().join("localstack/install.sh"))
-        .status()
-        .expect("run localstack/install.sh");
-    assert!(install.success(), "localstack/install.sh failed");
-    let mut child = Command::new(root().join("localstack/.venv/bin/python"))
+    let mut child = Command::new(venv().join("bin/python"))
         .arg(root().join("localstack/emulator.py"))
         .args(["--port", "0", "--exit-on-stdin-eof"])
         .stdin(Stdio::piped())
@@ -94,7 +104,12 @@ fn start() -> Emulator {
 }
 
 /// A minimal HTTP/1.1 request to the emulator on loopback; returns the status and body.
-pub fn request(endpoint: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+pub fn request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let address = endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -142,7 +157,10 @@ impl Seeded {
     }
 
     pub fn target_group(&self, slot: usize) -> String {
-        self.info["target_groups"][slot].as_str().unwrap().to_owned()
+        self.info["target_groups"][slot]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub fn image(&self, n: usize) -> String {
@@ -152,11 +170,8 @@ impl Seeded {
 
 impl Session {
     fn python(&self) -> PathBuf {
-        if self.emulator.hooks {
-            root().join("localstack/.venv/bin/python")
-        } else {
-            PathBuf::from("python3")
-        }
+        // seed.py needs boto3, which the emulator's venv has whichever endpoint is used.
+        venv().join("bin/python")
     }
 
     /// Seeds a sample service named `service` with `extra` seed.py flags.
@@ -228,8 +243,12 @@ impl Session {
         assert!(self.emulator.hooks, "needs greenlight's emulator");
         let mut body = selector;
         body["sequence"] = sequence;
-        post(&self.emulator.endpoint, "/_greenlight/target-health", &body.to_string())
-            .expect("script target health");
+        post(
+            &self.emulator.endpoint,
+            "/_greenlight/target-health",
+            &body.to_string(),
+        )
+        .expect("script target health");
     }
 
     /// An SDK config for reading AWS state directly, independently of greenlight's adapter.

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The README's demo: a blue/green release of a sample service against the local AWS emulator.
+#
+#   localstack/demo.sh
+#
+# From a fresh clone it installs the emulator's venv, starts the emulator on a free port (it
+# stops when this script exits, however it exits), seeds a sample service `checkout`, scripts
+# the green group's target health (initial for 3 health reads, then healthy, so progress is
+# visible), builds greenlight and runs: validate, deploy, status, rollback, status.
+# Exits non-zero as soon as a step fails.
+#
+# Environment:
+#   GREENLIGHT_BIN   run this greenlight binary instead of building target/debug/greenlight
+#   DEMO_DIR         where to write greenlight.toml, seed.json and emulator.log
+#                    (default localstack/demo, which git ignores)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+demo_dir="${DEMO_DIR:-$here/demo}"
+python="$here/.venv/bin/python"
+config="$demo_dir/greenlight.toml"
+
+if [[ -t 1 ]]; then bold=$'\e[1m' red=$'\e[31m' off=$'\e[0m'; else bold='' red='' off=''; fi
+current_step="starting"
+step() {
+    current_step="$*"
+    printf '\n%s==> %s%s\n' "$bold" "$*" "$off"
+}
+show() {  # print a command, then run it
+    printf '%s$ %s%s\n' "$bold" "$*" "$off"
+    "$@"
+}
+
+emulator_pid=""
+cleanup() {
+    local status=$?
+    if [[ -n "$emulator_pid" ]]; then
+        kill "$emulator_pid" 2>/dev/null || true
+        wait "$emulator_pid" 2>/dev/null || true
+    fi
+    if ((status != 0)); then
+        printf '\n%sdemo failed at: %s (exit status %d)%s\n' "$red$bold" "$current_step" "$status" "$off" >&2
+        [[ -s "$demo_dir/emulator.log" ]] && echo "emulator log: $demo_dir/emulator.log" >&2
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+
+step "Install the emulator (localstack/.venv)"
+"$here/install.sh"
+
+step "Start the AWS emulator"
+mkdir -p "$demo_dir"
+# A coprocess gives us the emulator's stdin and stdout. We keep its stdin open and it runs with
+# --exit-on-stdin-eof, so even if this script is killed outright the emulator goes with it.
+coproc EMULATOR { exec "$python" "$here/emulator.py" --port 0 --exit-on-stdin-eof 2>"$demo_dir/emulator.log"; }
+# shellcheck disable=SC2153 # EMULATOR_PID is set by coproc
+emulator_pid=$EMULATOR_PID
+ready=""
+IFS= read -r -t 60 ready <&"${EMULATOR[0]}" || true
+[[ "$ready" == GREENLIGHT_EMULATOR_READY\ http://* ]] || { echo "emulator did not start: '$ready'" >&2; exit 1; }
+endpoint="${ready#GREENLIGHT_EMULATOR_READY }"
+echo "emulator: $endpoint (pid $emulator_pid)"
+
+# Only the emulator: dummy credentials, never a real profile.
+export AWS_ENDPOINT_URL="$endpoint"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+step "Seed the sample service 'checkout' (ALB, two target groups, blue ASG)"
+"$python" "$here/seed.py" --service checkout --config "$config" >"$demo_dir/seed.json"
+"$python" - "$demo_dir/seed.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"blue group     {s['blue_asg']} behind {s['target_groups'][0].split(':')[-1]}")
+print(f"listener       {s['listener_arn'].split(':')[-1]}")
+print(f"images         blue {s['images'][0]}, next release {s['images'][1]}")
+EOF
+echo "config:        $config"
+next_image="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][1])' "$demo_dir/seed.json")"
+
+step "Script green's target health: initial for 3 reads, then healthy"
+"$python" - "$endpoint" <<'EOF'
+import json, sys, urllib.request
+rule = {
+    "asg_name": "checkout-v2",
+    "sequence": [
+        {"state": "initial", "reason": "Elb.RegistrationInProgress",
+         "description": "Target registration is in progress", "observations": 3},
+        {"state": "healthy"},
+    ],
+}
+req = urllib.request.Request(sys.argv[1] + "/_greenlight/target-health",
+                             data=json.dumps(rule).encode(), method="POST",
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req) as resp:
+    print(json.load(resp)["status"], "- rule for asg_name=checkout-v2")
+EOF
+
+if [[ -n "${GREENLIGHT_BIN:-}" ]]; then
+    greenlight="$GREENLIGHT_BIN"
+else
+    step "Build greenlight (cargo build -q)"
+    (cd "$root" && show cargo build -q)
+    greenlight="${CARGO_TARGET_DIR:-$root/target}/debug/greenlight"
+fi
+[[ -x "$greenlight" ]] || { echo "no greenlight binary at $greenlight" >&2; exit 1; }
+
+step "greenlight validate"
+show "$greenlight" --config "$config" validate
+
+step "greenlight deploy v2 (image $next_image)"
+show "$greenlight" --config "$config" deploy --release v2 --image-id "$next_image"
+
+step "greenlight status (after deploy)"
+show "$greenlight" --config "$config" status
+
+step "greenlight rollback"
+show "$greenlight" --config "$config" rollback
+
+step "greenlight status (after rollback)"
+show "$greenlight" --config "$config" status
+
+current_step="done"
+printf '\n%sdemo finished%s\n' "$bold" "$off"

@@ -1,0 +1,44 @@
+"""The fidelity layer: monkeypatches that make moto 5.2.5 behave like AWS where greenlight cares.
+
+Each patch is small and says why it exists. They fall into groups:
+
+Modules: state.py (what we remember, the health-rule language), elbv2.py, autoscaling.py,
+launch_templates.py (the patches), patching.py (how a patch is applied).
+
+* Target health (DescribeTargetHealth): scripted per-target health sequences set through the
+  test-only endpoint, `draining` for the deregistration delay after a target leaves, and
+  (optionally) `unused` for target groups no listener forwards to.
+* Auto Scaling <-> target group registration: only InService instances are registered; scale-in,
+  termination, detach and delete drain targets instead of leaving them registered `healthy`.
+* Launch templates: SourceVersion, UserData in later versions, and launching from the version
+  the group names.
+* Smaller API gaps on the calls greenlight makes (see README.md, "Other fixes").
+
+Everything here runs inside the emulator's request lock (emulator.py), so no extra locking.
+Call `install()` once, before the first request. `STATE.reset()` forgets everything we hold.
+"""
+
+from __future__ import annotations
+
+from . import autoscaling, elbv2, launch_templates
+from .state import STATE
+
+__all__ = ["STATE", "install"]
+
+_installed = False
+
+
+def install(report_not_in_use: bool = False) -> None:
+    """Apply every patch (once). Must run before the emulator serves its first request."""
+    global _installed
+    STATE.not_in_use = report_not_in_use
+    if _installed:
+        return
+    elbv2.patch_target_groups()
+    elbv2.patch_describe_target_health()
+    elbv2.patch_forward_actions()
+    autoscaling.patch_asg_registration()
+    autoscaling.patch_asg_launches()
+    autoscaling.patch_autoscaling_api()
+    launch_templates.patch_launch_templates()
+    _installed = True
