@@ -567,6 +567,20 @@ fn bad_input_exits_2_with_one_line_and_changes_nothing() {
         "{err}"
     );
     assert_eq!(aws.fingerprint(&seeded), before);
+
+    // No credentials anywhere: one line that says which and how to fix it.
+    let out = s
+        .greenlight(&seeded.config)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["deploy", "--release", "v2", "--image-id", &image])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("credentials"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(aws.fingerprint(&seeded), before);
 }
 
 #[test]
