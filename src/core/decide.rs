@@ -204,6 +204,15 @@ pub fn live<'a>(spec: &Spec, observed: &'a Observed) -> Result<Live<'a>, Refusal
     }
     let target_group = spec.slots.get(slot);
     match observed.slot(slot).occupancy() {
+        Occupancy::One(occupant) if foreign_fleet(&occupant, &spec.service) => Err(Refusal::new(
+            RefusalKind::NeedsAttention,
+            format!(
+                "the live fleet {} belongs to service {}, not {}; check service in the config",
+                occupant.fleet.name,
+                occupant.tags.service.as_deref().unwrap_or_default(),
+                spec.service
+            ),
+        )),
         Occupancy::One(occupant) => Ok(Live { slot, occupant }),
         Occupancy::Empty => Err(Refusal::new(
             RefusalKind::NeedsAttention,
@@ -233,7 +242,7 @@ pub fn settle(
     let fresh_flip = live.occupant.phase() != Some(Phase::Live);
     if let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() {
         let was_live = match idle.phase() {
-            Some(Phase::Live) => !foreign_fleet(&idle, &spec.service),
+            Some(Phase::Live) => idle.tags.managed_for(&spec.service),
             // Adopt a never-tagged fleet only right after greenlight flipped away from it; an
             // unknown fleet that merely sits in the idle slot is left alone.
             None => {
@@ -262,17 +271,19 @@ pub fn settle(
 
 /// A release name may be deployed again only with the artifact it was first deployed with.
 fn same_artifact(occupant: &Occupant<'_>, request: &DeployRequest) -> Result<(), Refusal> {
+    let tags = &occupant.tags;
     let conflict = match &request.launch {
-        Launch::Image(image) => occupant
-            .tags
-            .image
-            .as_deref()
-            .filter(|tagged| *tagged != image.as_str()),
-        Launch::Version(version) => occupant
-            .tags
+        Launch::Image(image) => match (&tags.image, &tags.launch_template_version) {
+            (Some(tagged), _) if tagged != image.as_str() => Some(format!("image {tagged}")),
+            // Deployed from a version the pipeline made: its image is not greenlight's to know.
+            (None, Some(version)) => Some(format!("launch template version {version}")),
+            _ => None,
+        },
+        Launch::Version(version) => tags
             .launch_template_version
-            .as_deref()
-            .filter(|tagged| occupant.tags.image.is_none() && *tagged != version.to_string()),
+            .as_ref()
+            .filter(|tagged| **tagged != version.to_string())
+            .map(|tagged| format!("launch template version {tagged}")),
     };
     match conflict {
         Some(tagged) => Err(Refusal::new(

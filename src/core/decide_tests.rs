@@ -519,7 +519,13 @@ fn settle_never_tags_a_live_fleet_of_another_service() {
         ],
         vec![],
     );
-    assert_eq!(settle(&spec(), &observed, t0()), Ok(None));
+    let refused = settle(&spec(), &observed, t0()).unwrap_err();
+    assert_eq!(refused.kind, RefusalKind::NeedsAttention);
+    assert!(
+        refused.message.contains("belongs to service billing"),
+        "{}",
+        refused.message
+    );
     // The same fleet without the service tag is adopted: the contrast keeps the test honest.
     let mut adoptable = observed.clone();
     adoptable.slots[0].fleets[0].tags.remove(tags::SERVICE);
@@ -1011,7 +1017,7 @@ fn deploy_refuses_a_release_name_with_another_artifact_and_is_done_when_live() {
             Expect::Refused(
                 RefusalKind::BadInput,
                 &[
-                    "release v2 already exists (fleet checkout-v2) with ami-11111111",
+                    "release v2 already exists (fleet checkout-v2) with image ami-11111111",
                     "new --release name",
                 ],
             ),
@@ -1024,7 +1030,7 @@ fn deploy_refuses_a_release_name_with_another_artifact_and_is_done_when_live() {
                 vec![ours("v2", Phase::Failed).image(AMI_1).desired(0)],
             ),
             image("v2", AMI_2),
-            Expect::Refused(RefusalKind::BadInput, &["with ami-11111111"]),
+            Expect::Refused(RefusalKind::BadInput, &["with image ami-11111111"]),
         ),
         case(
             "green being created from another launch template version",
@@ -1036,7 +1042,10 @@ fn deploy_refuses_a_release_name_with_another_artifact_and_is_done_when_live() {
             version("v2", 4),
             Expect::Refused(
                 RefusalKind::BadInput,
-                &["release v2 already exists", "with 3"],
+                &[
+                    "release v2 already exists",
+                    "with launch template version 3",
+                ],
             ),
         ),
         case(
@@ -1047,7 +1056,7 @@ fn deploy_refuses_a_release_name_with_another_artifact_and_is_done_when_live() {
                 vec![ours("v1", Phase::Warm).serving(2)],
             ),
             image("v2", AMI_2),
-            Expect::Refused(RefusalKind::BadInput, &["with ami-11111111"]),
+            Expect::Refused(RefusalKind::BadInput, &["with image ami-11111111"]),
         ),
         case(
             "the live release with another version",
@@ -1057,7 +1066,10 @@ fn deploy_refuses_a_release_name_with_another_artifact_and_is_done_when_live() {
                 vec![ours("v2", Phase::Live).version("3").serving(2)],
             ),
             version("v2", 4),
-            Expect::Refused(RefusalKind::BadInput, &["(fleet checkout-v2) with 3"]),
+            Expect::Refused(
+                RefusalKind::BadInput,
+                &["(fleet checkout-v2) with launch template version 3"],
+            ),
         ),
         case(
             "the release is live and settled: done",
@@ -1164,7 +1176,6 @@ fn deploy_is_never_done_on_another_services_fleet() {
 /// A release first deployed with `--launch-template-version 3` and asked for again with an
 /// image: the artifact differs, yet the request is accepted (here: reported done).
 #[test]
-#[ignore = "bug: same_artifact accepts --image-id for a release deployed by launch template version"]
 fn bug_image_request_for_a_release_deployed_by_version_is_not_refused() {
     run_deploy_table(vec![case(
         "live v2 was deployed from version 3, not from an image",
@@ -1182,7 +1193,6 @@ fn bug_image_request_for_a_release_deployed_by_version_is_not_refused() {
 /// it) and asked for again with `--launch-template-version 3`: accepted, because the version tag
 /// is only compared when no image tag is present.
 #[test]
-#[ignore = "bug: same_artifact ignores --launch-template-version for a release deployed by image"]
 fn bug_version_request_for_a_release_deployed_by_image_is_not_refused() {
     run_deploy_table(vec![case(
         "green v2 was deployed from ami-11111111 (version 7)",
@@ -1206,7 +1216,6 @@ fn bug_version_request_for_a_release_deployed_by_image_is_not_refused() {
 /// even on first contact with an unmanaged live fleet, where an untagged idle fleet is left
 /// alone.
 #[test]
-#[ignore = "bug: settle adopts an idle fleet tagged phase=live without a service tag"]
 fn bug_idle_fleet_with_phase_but_no_service_is_adopted() {
     run_deploy_table(vec![case(
         "first contact; the idle fleet carries only greenlight:phase",
@@ -1442,12 +1451,15 @@ fn rollback_flips_to_the_warm_ready_previous_release_or_says_why_not() {
 
 /// Fleet names drawn from a small pool, so that fleets collide (straddle both slots, crowd
 /// one) and match `<service>-<release>` now and then.
-const FLEET_NAMES: [&str; 6] = [
+const FLEET_NAMES: [&str; 9] = [
     "checkout-v1",
     "checkout-v2",
     "checkout-v3",
+    "checkout-v4",
     "checkout-blue",
+    "checkout-green",
     "stray",
+    "legacy",
     "billing-v1",
 ];
 const RELEASES: [&str; 4] = ["v1", "v2", "v3", "checkout-blue"];
@@ -1475,15 +1487,7 @@ fn arb_tags() -> impl Strategy<Value = BTreeMap<String, String>> {
         1 => Just(Some("billing")),
     ];
     let release = prop::option::weighted(0.9, prop::sample::select(RELEASES.to_vec()));
-    let phase = prop_oneof![
-        1 => Just(None),
-        1 => Just(Some("creating")),
-        2 => Just(Some("provisioning")),
-        2 => Just(Some("live")),
-        2 => Just(Some("warm")),
-        1 => Just(Some("failed")),
-        1 => Just(Some("retired")),
-    ];
+    let phase = arb_phase();
     let tagged = (service, release, phase, arb_artifact()).prop_map(
         |(service, release, phase, (image, version))| {
             tag_map([
@@ -1498,19 +1502,36 @@ fn arb_tags() -> impl Strategy<Value = BTreeMap<String, String>> {
     prop_oneof![1 => Just(BTreeMap::new()), 5 => tagged]
 }
 
-/// Tags of a settled live release of this service, the usual state of the live slot.
-fn arb_settled_tags() -> impl Strategy<Value = BTreeMap<String, String>> {
-    (prop::sample::select(RELEASES.to_vec()), arb_artifact()).prop_map(
-        |(release, (image, version))| {
+fn arb_phase() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
+        1 => Just(None),
+        1 => Just(Some("creating")),
+        2 => Just(Some("provisioning")),
+        2 => Just(Some("live")),
+        2 => Just(Some("warm")),
+        1 => Just(Some("failed")),
+        1 => Just(Some("retired")),
+    ]
+}
+
+/// Tags greenlight writes for a release of this service, in a phase from `phase`.
+fn arb_our_tags(
+    phase: impl Strategy<Value = Option<&'static str>>,
+) -> impl Strategy<Value = BTreeMap<String, String>> {
+    (
+        prop::sample::select(RELEASES.to_vec()),
+        phase,
+        arb_artifact(),
+    )
+        .prop_map(|(release, phase, (image, version))| {
             tag_map([
                 (tags::SERVICE, Some(SERVICE)),
                 (tags::RELEASE, Some(release)),
-                (tags::PHASE, Some("live")),
+                (tags::PHASE, phase),
                 (tags::IMAGE, image),
                 (tags::LAUNCH_TEMPLATE_VERSION, version),
             ])
-        },
-    )
+        })
 }
 
 fn arb_instance() -> impl Strategy<Value = (&'static str, Option<TargetState>)> {
@@ -1535,13 +1556,24 @@ fn arb_instance() -> impl Strategy<Value = (&'static str, Option<TargetState>)> 
     (lifecycle, target)
 }
 
-/// A fleet with any tags (settled live ones two times in three when `in_live_slot`), and
-/// either random instances or exactly its desired capacity, all healthy.
-fn arb_fleet(in_live_slot: bool) -> impl Strategy<Value = F> {
-    let tags = if in_live_slot {
-        prop_oneof![2 => arb_settled_tags(), 1 => arb_tags()].boxed()
-    } else {
-        arb_tags().boxed()
+/// Where a generated fleet sits, which biases its tags towards what greenlight leaves there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The slot with all the traffic: mostly a settled live release of this service.
+    Live,
+    /// The other slot: half the time a release of this service, in any phase.
+    Idle,
+    /// No slot takes all traffic.
+    Unknown,
+}
+
+/// A fleet with tags biased by `role`, and either random instances or exactly its desired
+/// capacity, all healthy.
+fn arb_fleet(role: Role) -> impl Strategy<Value = F> {
+    let tags = match role {
+        Role::Live => prop_oneof![2 => arb_our_tags(Just(Some("live"))), 1 => arb_tags()].boxed(),
+        Role::Idle => prop_oneof![1 => arb_our_tags(arb_phase()), 1 => arb_tags()].boxed(),
+        Role::Unknown => arb_tags().boxed(),
     };
     (
         prop::sample::select(FLEET_NAMES.to_vec()),
@@ -1571,14 +1603,15 @@ fn arb_fleet(in_live_slot: bool) -> impl Strategy<Value = F> {
         )
 }
 
-fn arb_slot_fleets(in_live_slot: bool) -> impl Strategy<Value = Vec<F>> {
+fn arb_slot_fleets(role: Role) -> impl Strategy<Value = Vec<F>> {
+    let empty = if role == Role::Live { 1 } else { 3 };
     prop_oneof![
-        2 => Just(0usize),
+        empty => Just(0usize),
         8 => Just(1),
         1 => Just(2),
         1 => Just(3),
     ]
-    .prop_flat_map(move |count| prop::collection::vec(arb_fleet(in_live_slot), count))
+    .prop_flat_map(move |count| prop::collection::vec(arb_fleet(role), count))
 }
 
 /// Targets of instances no fleet in the slot owns (a fleet that was detached, say).
@@ -1618,10 +1651,10 @@ fn arb_router() -> impl Strategy<Value = RouterState> {
         });
     let weight = prop_oneof![3 => Just(0u16), 2 => Just(1u16), 1 => 2u16..=Weight::MAX];
     let target_group = prop_oneof![4 => Just(TG_A), 4 => Just(TG_B), 1 => Just(TG_OTHER)];
-    let any_forwards = prop::collection::vec((target_group, weight), 0..=3)
+    let any_forwards = prop::collection::vec((target_group, weight), 1..=3)
         .prop_map(|forwards| forwarding(&forwards));
     let other = prop::sample::select(vec!["redirect", "fixed-response"]).prop_map(not_forwarding);
-    prop_oneof![5 => clean, 3 => any_forwards, 1 => other]
+    prop_oneof![8 => clean, 3 => any_forwards, 1 => other]
 }
 
 fn arb_clock() -> impl Strategy<Value = Clock> {
@@ -1658,31 +1691,33 @@ struct Scenario {
 }
 
 /// Which fleet's release (and artifact) the request repeats, so that requests often name a
-/// release that is already in a slot, as re-runs and redeploys do.
+/// release that is already in a slot, as re-runs, resumed deploys and redeploys do.
 #[derive(Debug, Clone, Copy)]
-enum Echo {
-    Nothing,
-    Release(Slot),
-    ReleaseAndArtifact(Slot),
+struct Echo {
+    /// The slot without traffic (slot b when no slot takes all traffic), or the other one.
+    idle: bool,
+    artifact: bool,
 }
 
-fn arb_echo() -> impl Strategy<Value = Echo> {
-    let slot = prop_oneof![Just(Slot::A), Just(Slot::B)];
+fn arb_echo() -> impl Strategy<Value = Option<Echo>> {
+    let echo = |idle, artifact| Just(Some(Echo { idle, artifact }));
     prop_oneof![
-        2 => Just(Echo::Nothing),
-        1 => slot.clone().prop_map(Echo::Release),
-        2 => slot.prop_map(Echo::ReleaseAndArtifact),
+        2 => Just(None),
+        4 => echo(true, true),
+        1 => echo(true, false),
+        2 => echo(false, true),
+        1 => echo(false, false),
     ]
 }
 
 /// `request`, renamed after the release of the first fleet in the echoed slot (and launching
 /// what that fleet's tags say it launched), when there is one.
-fn echoed(request: DeployRequest, echo: Echo, observed: &Observed) -> DeployRequest {
-    let (slot, artifact) = match echo {
-        Echo::Nothing => return request,
-        Echo::Release(slot) => (slot, false),
-        Echo::ReleaseAndArtifact(slot) => (slot, true),
+fn echoed(request: DeployRequest, echo: Option<Echo>, observed: &Observed) -> DeployRequest {
+    let Some(Echo { idle, artifact }) = echo else {
+        return request;
     };
+    let live = traffic_slot(&observed.router).unwrap_or(Slot::A);
+    let slot = if idle { live.other() } else { live };
     let Some(tags) = observed
         .slot(slot)
         .fleets
@@ -1699,10 +1734,9 @@ fn echoed(request: DeployRequest, echo: Echo, observed: &Observed) -> DeployRequ
         return request;
     };
     let launch = match (artifact, tags.image, tags.launch_template_version) {
-        (false, _, _) => request.launch,
+        (false, _, _) | (true, None, None) => request.launch,
         (true, Some(image), _) => Launch::Image(ImageId::parse(&image).expect("generated AMI")),
         (true, None, Some(number)) => Launch::Version(number.parse().expect("generated version")),
-        (true, None, None) => request.launch,
     };
     DeployRequest { release, launch }
 }
@@ -1710,11 +1744,15 @@ fn echoed(request: DeployRequest, echo: Echo, observed: &Observed) -> DeployRequ
 fn arb_scenario() -> impl Strategy<Value = Scenario> {
     arb_router()
         .prop_flat_map(|router| {
-            let live = traffic_slot(&router);
+            let role = |slot: Slot| match traffic_slot(&router) {
+                Some(live) if live == slot => Role::Live,
+                Some(_) => Role::Idle,
+                None => Role::Unknown,
+            };
             (
-                Just(router),
-                arb_slot_fleets(live == Some(Slot::A)),
-                arb_slot_fleets(live == Some(Slot::B)),
+                Just(router.clone()),
+                arb_slot_fleets(role(Slot::A)),
+                arb_slot_fleets(role(Slot::B)),
                 arb_stray_targets(),
                 arb_stray_targets(),
                 arb_clock(),
@@ -2037,7 +2075,11 @@ fn rollback_decision_is_safe(spec: &Spec, observed: &Observed) -> Result<(), Tes
     };
     let tags = ReleaseTags::read(&previous.tags);
     let possible = !straddling(observed)
-        && sole(observed, live).is_some()
+        && sole(observed, live).is_some_and(|fleet| {
+            ReleaseTags::read(&fleet.tags)
+                .service
+                .is_none_or(|service| service == spec.service.as_str())
+        })
         && tags.managed_for(&spec.service)
         && matches!(tags.phase, None | Some(Phase::Warm | Phase::Live))
         && obviously_ready(previous, &observed.slot(idle).targets);
@@ -2096,9 +2138,13 @@ proptest! {
     #[test]
     fn nothing_is_done_unless_one_slot_takes_all_traffic(s in arb_scenario()) {
         let spec = spec();
-        let clear = traffic_slot(&s.observed.router)
-            .is_some_and(|live| sole(&s.observed, live).is_some())
-            && !straddling(&s.observed);
+        let clear = traffic_slot(&s.observed.router).is_some_and(|live| {
+            sole(&s.observed, live).is_some_and(|fleet| {
+                ReleaseTags::read(&fleet.tags)
+                    .service
+                    .is_none_or(|service| service == spec.service.as_str())
+            })
+        }) && !straddling(&s.observed);
         let decision = decide_deploy(&spec, &s.request, &s.observed, s.clock);
         let rollback = decide_rollback(&spec, &s.observed);
         if !clear {
