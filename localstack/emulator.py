@@ -19,7 +19,6 @@ wrapper around moto's own DomainDispatcherApplication.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -170,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         "--stock", action="store_true", help="serve stock moto without the fidelity layer"
     )
     args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be between 0 and 65535, not {args.port}")
 
     # Request logging goes to stderr. Off by default: a harness that pipes stderr and never
     # reads it would otherwise stall the emulator once the pipe buffer fills.
@@ -195,8 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.exit_on_stdin_eof:
         threading.Thread(target=_exit_on_stdin_eof, name="stdin-eof", daemon=True).start()
-    # SIGTERM (what `kill` and most harnesses send) is a normal way to stop us: exit 0, quietly.
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    # SIGTERM (what `kill` and most harnesses send) and Ctrl-C are normal ways to stop us:
+    # exit 0 at once, without interpreter shutdown (the stdin thread may hold stdin's lock).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: os._exit(0))
 
     # Print an address a client can connect to, even when bound to every interface.
     host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
@@ -205,11 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     # Nothing else may go to stdout: a harness may stop reading it after the ready line, and a
     # full pipe would block us. Anything moto prints goes to stderr from here on.
     sys.stdout = sys.stderr
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-    # Skip interpreter shutdown: the stdin thread may be blocked holding stdin's lock.
-    sys.stderr.flush()
-    os._exit(0)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
