@@ -140,6 +140,7 @@ struct World {
     default_script: Option<HealthScript>,
     next_instance: u64,
     calls: Vec<String>,
+    routes: Vec<Vec<Forward>>,
     faults: Vec<Fault>,
     violations: Vec<String>,
 }
@@ -284,6 +285,11 @@ impl FakeCloud {
 
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
+    }
+
+    /// Every forward configuration a `route` call applied, in order.
+    pub fn routes(&self) -> Vec<Vec<Forward>> {
+        self.lock().routes.clone()
     }
 
     pub fn count(&self, operation: &str) -> usize {
@@ -475,10 +481,30 @@ impl World {
     }
 
     fn targets(&self, target_group: &TargetGroupArn, now: SystemTime) -> Vec<TargetHealth> {
+        // As on AWS: a target group no listener or rule names is not health-checked at all.
+        let in_use = self.routers.iter().any(|(_, action)| {
+            matches!(action, RouterAction::Forward { forwards }
+                if forwards.iter().any(|f| &f.target_group == target_group))
+        });
         self.fleets
             .values()
             .filter(|f| f.config.target_groups.contains(target_group))
             .flat_map(|f| f.instances.iter().filter_map(|i| target_of(i, now)))
+            .map(|target| {
+                if in_use {
+                    target
+                } else {
+                    TargetHealth {
+                        state: TargetState::Unused,
+                        reason: Some("Target.NotInUse".into()),
+                        description: Some(
+                            "Target group is not configured to receive traffic from the load balancer"
+                                .into(),
+                        ),
+                        ..target
+                    }
+                }
+            })
             .collect()
     }
 
@@ -773,6 +799,7 @@ impl Cloud for FakeCloud {
             entry.1 = RouterAction::Forward {
                 forwards: forwards.to_vec(),
             };
+            w.routes.push(forwards.to_vec());
             Ok(())
         })
     }

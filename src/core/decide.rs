@@ -56,6 +56,13 @@ pub enum Action {
         release: String,
         phase: Option<Phase>,
     },
+    /// Name the idle target group in the router's forward action at weight 0. AWS health-checks
+    /// only target groups a listener or rule uses, and reports the targets of any other as
+    /// `unused`; with weight 0 green is checked but takes no traffic.
+    JoinRouter {
+        target_group: TargetGroupArn,
+        live: TargetGroupArn,
+    },
     /// Create green as a twin of the live fleet, at zero capacity, attached to the idle slot.
     CreateFleet {
         fleet: FleetName,
@@ -108,6 +115,7 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::RetireFleet { .. } => "retire_fleet",
+            Action::JoinRouter { .. } => "join_router",
             Action::CreateFleet { .. } => "create_fleet",
             Action::ConfigureFleet { .. } => "configure_fleet",
             Action::ReviveFleet { .. } => "revive_fleet",
@@ -118,9 +126,10 @@ impl Action {
         }
     }
 
-    /// The fleet the action changes, if any.
-    pub fn fleet(&self) -> &FleetName {
-        match self {
+    /// The fleet the action changes; `None` for a router-only step.
+    pub fn fleet(&self) -> Option<&FleetName> {
+        Some(match self {
+            Action::JoinRouter { .. } => return None,
             Action::RetireFleet { fleet, .. }
             | Action::CreateFleet { fleet, .. }
             | Action::ConfigureFleet { fleet, .. }
@@ -129,7 +138,7 @@ impl Action {
             | Action::MarkLive { fleet, .. }
             | Action::MarkWarm { fleet, .. }
             | Action::FailRelease { fleet, .. } => fleet,
-        }
+        })
     }
 }
 
@@ -334,7 +343,16 @@ fn decide_deploy_inner(
         });
     }
 
+    let joined = observed.router.names(idle_tg);
+    let join = || {
+        Decision::Act(Action::JoinRouter {
+            target_group: idle_tg.clone(),
+            live: spec.slots.get(live.slot).clone(),
+        })
+    };
+
     let idle = match observed.slot(idle_slot).occupancy() {
+        Occupancy::Empty if !joined => return Ok(join()),
         Occupancy::Empty => {
             return Ok(Decision::Act(Action::CreateFleet {
                 fleet: FleetName::for_release(&spec.service, &request.release),
@@ -391,6 +409,9 @@ fn decide_deploy_inner(
     }
 
     same_artifact(&idle, request)?;
+    if !joined {
+        return Ok(join());
+    }
     let fleet = idle.fleet.name.clone();
     match idle.phase() {
         Some(Phase::Creating) => Ok(Decision::Act(Action::ConfigureFleet {

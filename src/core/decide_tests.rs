@@ -1913,6 +1913,18 @@ fn deploy_decision_is_safe(spec: &Spec, s: &Scenario) -> Result<(), TestCaseErro
     let idle_tags = idle_fleet.map(|f| ReleaseTags::read(&f.tags));
     let names_idle_fleet = |fleet: &FleetName| idle_fleet.is_some_and(|f| &f.name == fleet);
     match action {
+        Action::JoinRouter {
+            target_group,
+            live: live_tg,
+        } => {
+            // Only ever the idle slot, at weight 0, and only when the router does not name it.
+            prop_assert_eq!(target_group, &slot_tg(idle));
+            prop_assert_eq!(live_tg, &slot_tg(live));
+            prop_assert!(!observed.router.names(target_group));
+            prop_assert!(
+                idle_fleet.is_none_or(|f| ReleaseTags::read(&f.tags).managed_for(&spec.service))
+            );
+        }
         Action::Flip {
             release: flipped, ..
         } => {
@@ -2096,7 +2108,10 @@ fn rollback_decision_is_safe(spec: &Spec, observed: &Observed) -> Result<(), Tes
 /// What a decision amounts to, without the detail that may depend on list order.
 fn gist(decision: &Decision) -> (String, Option<String>) {
     match decision {
-        Decision::Act(action) => (action.name().to_owned(), Some(action.fleet().to_string())),
+        Decision::Act(action) => (
+            action.name().to_owned(),
+            action.fleet().map(ToString::to_string),
+        ),
         Decision::Wait { fleet, .. } => ("wait".to_owned(), Some(fleet.to_string())),
         Decision::Done { release, slot } => (format!("done in {slot}"), Some(release.clone())),
         Decision::Refuse(refusal) => (format!("{:?}", refusal.kind), None),

@@ -87,6 +87,16 @@ impl RouterState {
         }
     }
 
+    /// Whether the forward action lists `target_group`, at any weight.
+    pub fn names(&self, target_group: &TargetGroupArn) -> bool {
+        match &self.action {
+            RouterAction::Forward { forwards } => {
+                forwards.iter().any(|f| &f.target_group == target_group)
+            }
+            RouterAction::Other { .. } => false,
+        }
+    }
+
     /// Percent of traffic to `target_group`, rounded down; for people and JSON.
     pub fn percent_of(&self, target_group: &TargetGroupArn) -> u32 {
         let RouterAction::Forward { forwards } = &self.action else {

@@ -77,10 +77,13 @@ pub async fn deploy<C: Cloud, K: Clock>(
                     // repeating it, and give up if it never does.
                     repeats += 1;
                     if repeats > MAX_REPEATS {
+                        let on = action
+                            .fleet()
+                            .map(|fleet| format!(" on fleet {fleet}"))
+                            .unwrap_or_default();
                         return Err(Failure::NeedsAttention(format!(
-                            "step {} on fleet {} did not take effect after {MAX_REPEATS} tries",
+                            "step {}{on} did not take effect after {MAX_REPEATS} tries",
                             action.name(),
-                            action.fleet()
                         )));
                     }
                     let deadline = now + spec.health.timeout;

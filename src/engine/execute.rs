@@ -30,6 +30,12 @@ pub async fn apply<C: Cloud>(
 ) -> Result<Applied, Failure> {
     let cloud_err = Failure::cloud(true);
     match action {
+        Action::JoinRouter { target_group, live } => {
+            cloud
+                .route(&spec.router, &all_to(live, target_group))
+                .await
+                .map_err(cloud_err)?;
+        }
         Action::RetireFleet { fleet, .. } => {
             cloud.delete_fleet(fleet).await.map_err(cloud_err)?;
         }

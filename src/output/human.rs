@@ -85,6 +85,10 @@ pub fn describe(event: &Event) -> Vec<String> {
 
 fn describe_action(action: &Action) -> String {
     match action {
+        Action::JoinRouter { target_group, .. } => format!(
+            "adding {} to the router at weight 0, so the load balancer health-checks it",
+            target_group.short_name()
+        ),
         Action::RetireFleet {
             fleet,
             release,

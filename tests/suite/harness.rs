@@ -75,7 +75,8 @@ fn start() -> Emulator {
     }
     let mut child = Command::new(venv().join("bin/python"))
         .arg(root().join("localstack/emulator.py"))
-        .args(["--port", "0", "--exit-on-stdin-eof"])
+        // Targets of a target group no listener uses report `unused`, as on AWS.
+        .args(["--port", "0", "--exit-on-stdin-eof", "--report-not-in-use"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -108,6 +108,17 @@ impl World {
             .collect()
     }
 
+    /// No router call ever gave slot b any traffic.
+    fn assert_traffic_never_left_a(&self) {
+        for forwards in self.cloud.routes() {
+            for f in forwards {
+                if f.target_group == tg(sample::TG_B) {
+                    assert_eq!(f.weight, Weight::ZERO, "slot b got traffic");
+                }
+            }
+        }
+    }
+
     fn assert_safe(&self) {
         assert_eq!(self.cloud.violations(), Vec::<String>::new());
     }
@@ -209,7 +220,17 @@ fn happy_path_twins_blue_waits_for_health_and_flips() {
         .rposition(|e| matches!(e, Event::Health { .. }))
         .unwrap();
     assert!(last_health < flip);
-    assert_eq!(w.cloud.count("route"), 1, "exactly one router call");
+    // Two router calls: slot b joins at weight 0 (so AWS health-checks green), then the flip.
+    assert_eq!(w.cloud.count("route"), 2);
+    let join = events
+        .iter()
+        .position(|e| matches!(e, Event::Step { action } if action.name() == "join_router"))
+        .unwrap();
+    let create = events
+        .iter()
+        .position(|e| matches!(e, Event::Step { action } if action.name() == "create_fleet"))
+        .unwrap();
+    assert!(join < create, "{events:?}");
     w.assert_safe();
 }
 
@@ -230,7 +251,7 @@ fn health_timeout_fails_the_release_and_traffic_never_moves() {
     assert!(message.contains("Target.ResponseCodeMismatch"), "{message}");
     assert!(message.contains("[502]"), "{message}");
 
-    assert_eq!(w.cloud.count("route"), 0);
+    w.assert_traffic_never_left_a();
     assert_eq!(w.live_target_group(), tg(sample::TG_A));
     let green = w.cloud.summary("checkout-v2").unwrap();
     assert_eq!(green.capacity, Capacity::ZERO);
@@ -275,7 +296,7 @@ fn partially_healthy_green_is_never_routed_to() {
     assert_eq!(exit::code(&failure), exit::RELEASE_FAILED);
     assert!(failure.to_string().contains("1/2 healthy"), "{failure}");
     assert!(failure.to_string().contains("Target.Timeout"), "{failure}");
-    assert_eq!(w.cloud.count("route"), 0);
+    w.assert_traffic_never_left_a();
     assert_eq!(w.live_target_group(), tg(sample::TG_A));
     w.assert_safe();
 }
@@ -459,9 +480,9 @@ fn deploying_the_live_release_again_changes_nothing() {
 #[test]
 fn a_deploy_in_progress_blocks_another_release() {
     let w = world();
-    // The first deploy stops right before its flip.
+    // The first deploy stops right before its flip (the first router call is the join).
     w.cloud
-        .fail("route", 1, FaultTiming::Before, CloudErrorKind::Unavailable);
+        .fail("route", 2, FaultTiming::Before, CloudErrorKind::Unavailable);
     assert!(w.deploy("v2", sample::NEXT_IMAGE).0.is_err());
     let mutations = w.mutations().len();
 
