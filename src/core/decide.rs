@@ -45,6 +45,18 @@ pub struct Clock {
     pub health_deadline: SystemTime,
 }
 
+/// The new release's fleet: what it is called, what it runs, where it goes, whom it copies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Green {
+    pub fleet: FleetName,
+    pub release: ReleaseName,
+    /// The live fleet green is a twin of.
+    pub source: FleetName,
+    /// The idle slot's target group.
+    pub target_group: TargetGroupArn,
+    pub launch: Launch,
+}
+
 /// One idempotent step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -64,22 +76,10 @@ pub enum Action {
         live: TargetGroupArn,
     },
     /// Create green as a twin of the live fleet, at zero capacity, attached to the idle slot.
-    CreateFleet {
-        fleet: FleetName,
-        release: ReleaseName,
-        source: FleetName,
-        target_group: TargetGroupArn,
-        launch: Launch,
-    },
+    CreateFleet(Green),
     /// Apply green's remaining settings, scale it to the live fleet's capacity, mark it
     /// provisioning.
-    ConfigureFleet {
-        fleet: FleetName,
-        release: ReleaseName,
-        source: FleetName,
-        target_group: TargetGroupArn,
-        launch: Launch,
-    },
+    ConfigureFleet(Green),
     /// Bring a failed release back to capacity to try it again.
     ReviveFleet {
         fleet: FleetName,
@@ -131,8 +131,8 @@ impl Action {
         Some(match self {
             Action::JoinRouter { .. } => return None,
             Action::RetireFleet { fleet, .. }
-            | Action::CreateFleet { fleet, .. }
-            | Action::ConfigureFleet { fleet, .. }
+            | Action::CreateFleet(Green { fleet, .. })
+            | Action::ConfigureFleet(Green { fleet, .. })
             | Action::ReviveFleet { fleet, .. }
             | Action::Flip { fleet, .. }
             | Action::MarkLive { fleet, .. }
@@ -354,13 +354,13 @@ fn decide_deploy_inner(
     let idle = match observed.slot(idle_slot).occupancy() {
         Occupancy::Empty if !joined => return Ok(join()),
         Occupancy::Empty => {
-            return Ok(Decision::Act(Action::CreateFleet {
+            return Ok(Decision::Act(Action::CreateFleet(Green {
                 fleet: FleetName::for_release(&spec.service, &request.release),
                 release: request.release.clone(),
                 source: live.occupant.fleet.name.clone(),
                 target_group: idle_tg.clone(),
                 launch: request.launch.clone(),
-            }));
+            })));
         }
         Occupancy::Crowded(fleets) => {
             return Err(Refusal::new(
@@ -414,13 +414,13 @@ fn decide_deploy_inner(
     }
     let fleet = idle.fleet.name.clone();
     match idle.phase() {
-        Some(Phase::Creating) => Ok(Decision::Act(Action::ConfigureFleet {
+        Some(Phase::Creating) => Ok(Decision::Act(Action::ConfigureFleet(Green {
             fleet,
             release: request.release.clone(),
             source: live.occupant.fleet.name.clone(),
             target_group: idle_tg.clone(),
             launch: request.launch.clone(),
-        })),
+        }))),
         Some(Phase::Failed) => Ok(Decision::Act(Action::ReviveFleet {
             fleet,
             capacity: live.occupant.fleet.capacity,

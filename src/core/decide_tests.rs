@@ -10,8 +10,8 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 use super::{
-    Action, Clock, Decision, DeployRequest, Launch, RefusalKind, decide_deploy, decide_rollback,
-    settle,
+    Action, Clock, Decision, DeployRequest, Green, Launch, RefusalKind, decide_deploy,
+    decide_rollback, settle,
 };
 use crate::core::fleet::{Capacity, FleetInstance, FleetSummary};
 use crate::core::health::{FleetHealth, TargetHealth, TargetState, fleet_health};
@@ -551,25 +551,25 @@ fn deploy_builds_configures_and_revives_green_in_the_idle_slot() {
             "empty idle slot b: create <service>-<release> there from the live fleet",
             live_in(Slot::A, vec![v1()], vec![]),
             image("v2", AMI_2),
-            act(Action::CreateFleet {
+            act(Action::CreateFleet(Green {
                 fleet: name("checkout-v2"),
                 release: release("v2"),
                 source: name("checkout-v1"),
                 target_group: arn(TG_B),
                 launch: Launch::Image(ImageId::parse(AMI_2).expect("AMI")),
-            }),
+            })),
         ),
         case(
             "empty idle slot a: create there, from a launch template version",
             live_in(Slot::B, vec![], vec![v1()]),
             version("2026-11-25.3", 7),
-            act(Action::CreateFleet {
+            act(Action::CreateFleet(Green {
                 fleet: name("checkout-2026-11-25.3"),
                 release: release("2026-11-25.3"),
                 source: name("checkout-v1"),
                 target_group: arn(TG_A),
                 launch: Launch::Version(7),
-            }),
+            })),
         ),
         case(
             "a fleet being deleted does not occupy the idle slot",
@@ -579,13 +579,13 @@ fn deploy_builds_configures_and_revives_green_in_the_idle_slot() {
                 vec![ours("v0", Phase::Warm).serving(3).deleting()],
             ),
             image("v2", AMI_2),
-            act(Action::CreateFleet {
+            act(Action::CreateFleet(Green {
                 fleet: name("checkout-v2"),
                 release: release("v2"),
                 source: name("checkout-v1"),
                 target_group: arn(TG_B),
                 launch: Launch::Image(ImageId::parse(AMI_2).expect("AMI")),
-            }),
+            })),
         ),
         case(
             "green is still being created: configure it",
@@ -595,13 +595,13 @@ fn deploy_builds_configures_and_revives_green_in_the_idle_slot() {
                 vec![ours("v2", Phase::Creating).image(AMI_2).desired(0)],
             ),
             image("v2", AMI_2),
-            act(Action::ConfigureFleet {
+            act(Action::ConfigureFleet(Green {
                 fleet: name("checkout-v2"),
                 release: release("v2"),
                 source: name("checkout-v1"),
                 target_group: arn(TG_B),
                 launch: Launch::Image(ImageId::parse(AMI_2).expect("AMI")),
-            }),
+            })),
         ),
         case(
             "green in creating is configured even after the deadline",
@@ -611,13 +611,13 @@ fn deploy_builds_configures_and_revives_green_in_the_idle_slot() {
                 vec![v1()],
             ),
             version("v2", 7),
-            act(Action::ConfigureFleet {
+            act(Action::ConfigureFleet(Green {
                 fleet: name("checkout-v2"),
                 release: release("v2"),
                 source: name("checkout-v1"),
                 target_group: arn(TG_A),
                 launch: Launch::Version(7),
-            }),
+            })),
         )
         .at(clock(TIMEOUT * 2)),
         case(
@@ -1970,12 +1970,12 @@ fn deploy_decision_is_safe(spec: &Spec, s: &Scenario) -> Result<(), TestCaseErro
             prop_assert!(tags.managed_for(&spec.service));
             prop_assert_eq!(tags.phase, Some(Phase::Failed));
         }
-        Action::ConfigureFleet {
+        Action::ConfigureFleet(Green {
             fleet,
             source,
             target_group,
             ..
-        } => {
+        }) => {
             check_idle_only(observed, fleet)?;
             prop_assert!(names_idle_fleet(fleet));
             prop_assert_eq!(target_group, &slot_tg(idle));
@@ -1984,13 +1984,13 @@ fn deploy_decision_is_safe(spec: &Spec, s: &Scenario) -> Result<(), TestCaseErro
             prop_assert!(tags.managed_for(&spec.service));
             prop_assert_eq!(tags.phase, Some(Phase::Creating));
         }
-        Action::CreateFleet {
+        Action::CreateFleet(Green {
             fleet,
             release: created,
             source,
             target_group,
             ..
-        } => {
+        }) => {
             prop_assert_eq!(target_group, &slot_tg(idle));
             prop_assert!(!takes_traffic(observed, idle));
             prop_assert!(idle_fleet.is_none());

@@ -5,9 +5,9 @@
 use std::time::SystemTime;
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
-use crate::core::decide::{Action, Launch};
+use crate::core::decide::{Action, Green, Launch};
 use crate::core::fleet::{Capacity, FleetConfig};
-use crate::core::names::{FleetName, ReleaseName, TargetGroupArn};
+use crate::core::names::{FleetName, ReleaseName};
 use crate::core::router::all_to;
 use crate::core::spec::Spec;
 use crate::core::tags::{self, Phase};
@@ -39,98 +39,28 @@ pub async fn apply<C: Cloud>(
         Action::RetireFleet { fleet, .. } => {
             cloud.delete_fleet(fleet).await.map_err(cloud_err)?;
         }
-        Action::CreateFleet {
-            fleet,
-            release,
-            source,
-            target_group,
-            launch,
-        } => {
-            let live = cloud.fleet_config(source).await.map_err(cloud_err)?;
-            let version = launch_version(cloud, spec, release, &live, launch).await?;
-            let twin = build_twin(
-                spec,
-                release,
-                source,
-                fleet,
-                target_group,
-                &live,
-                &version,
-                launch,
-                now,
-            )?;
-            // Created empty: instances must not launch before the scaling policies, scheduled
-            // actions and suspended processes are in place.
-            let empty = FleetConfig {
-                capacity: Capacity {
-                    min: 0,
-                    desired: 0,
-                    max: twin.config.capacity.max,
-                },
-                ..twin.config.clone()
-            };
-            match cloud.create_fleet(fleet, &empty).await {
-                Ok(()) => {}
-                Err(e) if e.kind == CloudErrorKind::Conflict => {
-                    // Created by an earlier pass that AWS did not show us yet: ours, so done.
-                    let existing = cloud
-                        .fleet_config(fleet)
-                        .await
-                        .map_err(Failure::cloud(true))?;
-                    let ours = |key: &str, value: &str| {
-                        existing
-                            .tags
-                            .iter()
-                            .any(|t| t.key == key && t.value == value)
-                    };
-                    if ours(tags::SERVICE, spec.service.as_str())
-                        && ours(tags::RELEASE, release.as_str())
-                        && existing.target_groups.contains(target_group)
-                    {
-                        return Ok(Applied {
-                            omitted: twin.omitted,
-                        });
-                    }
-                    return Err(Failure::NeedsAttention(format!(
-                        "an Auto Scaling group named {fleet} already exists but is not attached \
-                         to target group {}; delete it or deploy under another --release name",
-                        target_group.short_name()
-                    )));
-                }
-                Err(e) => return Err(Failure::cloud(true)(e)),
-            }
+        Action::CreateFleet(green) => {
+            let live = cloud.fleet_config(&green.source).await.map_err(cloud_err)?;
+            let version = launch_version(cloud, spec, green, &live).await?;
+            let twin = build_twin(spec, green, &live, &version, now)?;
+            create_empty(cloud, spec, green, &twin.config).await?;
             return Ok(Applied {
                 omitted: twin.omitted,
             });
         }
-        Action::ConfigureFleet {
-            fleet,
-            release,
-            source,
-            target_group,
-            launch,
-        } => {
-            let live = cloud.fleet_config(source).await.map_err(cloud_err)?;
-            let green = cloud
+        Action::ConfigureFleet(green) => {
+            let fleet = &green.fleet;
+            let live = cloud.fleet_config(&green.source).await.map_err(cloud_err)?;
+            let created = cloud
                 .fleet_config(fleet)
                 .await
                 .map_err(Failure::cloud(true))?;
-            let version = green
+            let version = created
                 .launch
                 .template()
                 .map(|t| t.version.clone())
                 .unwrap_or_default();
-            let twin = build_twin(
-                spec,
-                release,
-                source,
-                fleet,
-                target_group,
-                &live,
-                &version,
-                launch,
-                now,
-            )?;
+            let twin = build_twin(spec, green, &live, &version, now)?;
             cloud
                 .configure_fleet(fleet, &twin.config)
                 .await
@@ -200,6 +130,52 @@ pub async fn apply<C: Cloud>(
     Ok(Applied::default())
 }
 
+/// Creates green with no instances: none may launch before its scaling policies, scheduled
+/// actions and suspended processes are in place.
+async fn create_empty<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    green: &Green,
+    config: &FleetConfig,
+) -> Result<(), Failure> {
+    let empty = FleetConfig {
+        capacity: Capacity {
+            min: 0,
+            desired: 0,
+            max: config.capacity.max,
+        },
+        ..config.clone()
+    };
+    let error = match cloud.create_fleet(&green.fleet, &empty).await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind == CloudErrorKind::Conflict => e,
+        Err(e) => return Err(Failure::cloud(true)(e)),
+    };
+    // AWS can show a new group late: one this release created on an earlier pass counts.
+    let existing = cloud
+        .fleet_config(&green.fleet)
+        .await
+        .map_err(Failure::cloud(true))?;
+    let has = |key: &str, value: &str| {
+        existing
+            .tags
+            .iter()
+            .any(|t| t.key == key && t.value == value)
+    };
+    if has(tags::SERVICE, spec.service.as_str())
+        && has(tags::RELEASE, green.release.as_str())
+        && existing.target_groups.contains(&green.target_group)
+    {
+        return Ok(());
+    }
+    Err(Failure::NeedsAttention(format!(
+        "an Auto Scaling group named {} already exists and is not this release's ({}); \
+         delete it or deploy under another --release name",
+        green.fleet,
+        error.code.as_deref().unwrap_or("AlreadyExists")
+    )))
+}
+
 async fn set_phase<C: Cloud>(
     cloud: &C,
     fleet: &FleetName,
@@ -224,18 +200,17 @@ pub fn version_description(spec: &Spec, release: &ReleaseName) -> String {
 async fn launch_version<C: Cloud>(
     cloud: &C,
     spec: &Spec,
-    release: &ReleaseName,
+    green: &Green,
     live: &FleetConfig,
-    launch: &Launch,
 ) -> Result<String, Failure> {
     let template = live.launch.template().ok_or_else(|| {
         Failure::NeedsAttention("the live fleet has no launch template to copy".into())
     })?;
-    let image = match launch {
+    let image = match &green.launch {
         Launch::Version(version) => return Ok(version.to_string()),
         Launch::Image(image) => image,
     };
-    let description = version_description(spec, release);
+    let description = version_description(spec, &green.release);
     if let Some(found) = cloud
         .find_launch_template_version(&template.id, &description)
         .await
@@ -265,27 +240,19 @@ async fn launch_version<C: Cloud>(
     Ok(created.number.to_string())
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site per action; a struct would only rename the same arguments"
-)]
 fn build_twin(
     spec: &Spec,
-    release: &ReleaseName,
-    source: &FleetName,
-    fleet: &FleetName,
-    target_group: &TargetGroupArn,
+    green: &Green,
     live: &FleetConfig,
     version: &str,
-    launch: &Launch,
     now: SystemTime,
 ) -> Result<Twin, Failure> {
     let live_target_group = spec
         .slots
-        .slot_of(target_group)
+        .slot_of(&green.target_group)
         .map(|slot| spec.slots.get(slot.other()))
         .expect("decide targets a configured slot");
-    let image = match launch {
+    let image = match &green.launch {
         Launch::Image(image) => Some(image.as_str()),
         Launch::Version(_) => None,
     };
@@ -293,11 +260,11 @@ fn build_twin(
         live,
         &TwinPlan {
             service: &spec.service,
-            release,
-            live_fleet: source,
-            green_fleet: fleet,
+            release: &green.release,
+            live_fleet: &green.source,
+            green_fleet: &green.fleet,
             live_target_group,
-            idle_target_group: target_group,
+            idle_target_group: &green.target_group,
             launch_template_version: version,
             image,
             now,

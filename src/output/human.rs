@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use crate::core::decide::Action;
+use crate::core::decide::{Action, Green};
 use crate::engine::events::{Event, Reporter};
 use crate::engine::status::StatusReport;
 use crate::engine::validate::Validation;
@@ -97,16 +97,16 @@ fn describe_action(action: &Action) -> String {
             "retiring fleet {fleet} (release {release}, {}) from the idle slot",
             phase.map_or("untagged".into(), |p| p.to_string())
         ),
-        Action::CreateFleet {
+        Action::CreateFleet(Green {
             fleet,
             source,
             target_group,
             ..
-        } => format!(
+        }) => format!(
             "creating fleet {fleet} as a twin of {source}, attached to {}",
             target_group.short_name()
         ),
-        Action::ConfigureFleet { fleet, source, .. } => format!(
+        Action::ConfigureFleet(Green { fleet, source, .. }) => format!(
             "configuring {fleet} (policies, schedules, metrics) and scaling it to {source}'s capacity"
         ),
         Action::ReviveFleet { fleet, capacity } => format!(

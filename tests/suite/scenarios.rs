@@ -637,3 +637,26 @@ fn green_instances_not_yet_in_service_are_waited_for() {
     )));
     w.assert_safe();
 }
+
+#[test]
+fn a_foreign_group_with_green_name_is_not_taken_over() {
+    let w = world();
+    let mut stray = greenlight::fake::sample_config(&tg(sample::TG_A));
+    stray.target_groups.clear();
+    w.cloud.add_fleet(
+        &greenlight::core::names::FleetName::new("checkout-v2"),
+        stray,
+        Duration::ZERO,
+    );
+    let failure = w.deploy("v2", sample::NEXT_IMAGE).0.unwrap_err();
+    assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION);
+    assert!(failure.to_string().contains("already exists"), "{failure}");
+    assert!(
+        w.cloud
+            .summary("checkout-v2")
+            .unwrap()
+            .target_groups
+            .is_empty()
+    );
+    w.assert_safe();
+}
