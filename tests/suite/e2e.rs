@@ -217,7 +217,7 @@ fn deploy_status_rollback_end_to_end() {
         .assert()
         .success();
 
-    slow_healthy(&s, "checkout-v2");
+    slow_healthy(&s, &seeded.fleet("v2"));
     let out = s
         .greenlight(&seeded.config)
         .args(["deploy", "--release", "v2", "--image-id", &seeded.image(1)])
@@ -235,11 +235,11 @@ fn deploy_status_rollback_end_to_end() {
 
     // Traffic on green, blue still at capacity, green runs the new image.
     assert_eq!(aws.live(&aws.listener_forwards(&listener)), tg_b);
-    let blue = aws.group("checkout-blue").unwrap();
+    let blue = aws.group(&seeded.fleet("blue")).unwrap();
     assert_eq!((blue.desired, blue.in_service), (2, 2));
     assert_eq!(blue.tag("greenlight:phase"), Some("warm"));
     assert!(blue.tag("greenlight:warm-until").is_some());
-    let green = aws.group("checkout-v2").unwrap();
+    let green = aws.group(&seeded.fleet("v2")).unwrap();
     assert_eq!((green.desired, green.in_service), (2, 2));
     assert_eq!(green.target_groups, vec![tg_b.clone()]);
     assert_eq!(green.tag("greenlight:phase"), Some("live"));
@@ -257,13 +257,13 @@ fn deploy_status_rollback_end_to_end() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["service"], "checkout");
+    assert_eq!(status["service"], seeded.service.as_str());
     assert_eq!(status["live_release"], "v2");
     let traffic = status["traffic"].as_array().unwrap();
     assert_eq!(traffic.len(), 2);
     assert_eq!(traffic[0]["target_group_arn"], tg_a.as_str());
     assert_eq!(traffic[0]["weight"], 0);
-    assert_eq!(traffic[0]["asg"], "checkout-blue");
+    assert_eq!(traffic[0]["asg"], seeded.fleet("blue").as_str());
     assert_eq!(traffic[0]["healthy"], 2);
     assert_eq!(traffic[0]["total"], 2);
     assert_eq!(traffic[1]["weight"], 1);
@@ -274,7 +274,7 @@ fn deploy_status_rollback_end_to_end() {
     let out = s.greenlight(&seeded.config).arg("status").output().unwrap();
     let text = stdout(&out);
     assert!(text.contains("live release v2 (slot b)"), "{text}");
-    assert!(text.contains("checkout-blue"), "{text}");
+    assert!(text.contains(&seeded.fleet("blue")), "{text}");
 
     // Rollback: one call, back to blue.
     let out = s
@@ -285,10 +285,12 @@ fn deploy_status_rollback_end_to_end() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(aws.live(&aws.listener_forwards(&listener)), tg_a);
     assert_eq!(
-        aws.group("checkout-blue").unwrap().tag("greenlight:phase"),
+        aws.group(&seeded.fleet("blue"))
+            .unwrap()
+            .tag("greenlight:phase"),
         Some("live")
     );
-    let green = aws.group("checkout-v2").unwrap();
+    let green = aws.group(&seeded.fleet("v2")).unwrap();
     assert_eq!(green.tag("greenlight:phase"), Some("warm"));
     assert_eq!(green.desired, 2);
 }
@@ -304,7 +306,7 @@ fn unhealthy_green_fails_with_exit_3_and_traffic_stays_on_blue() {
     let aws = Aws::new(&s);
     let listener = seeded.str("listener_arn");
     s.script_health(
-        json!({"asg_name": "payments-v2"}),
+        json!({"asg_name": seeded.fleet("v2")}),
         json!([
             {"state": "initial", "reason": "Elb.RegistrationInProgress", "observations": 1},
             {"state": "unhealthy", "reason": "Target.ResponseCodeMismatch",
@@ -350,7 +352,7 @@ fn unhealthy_green_fails_with_exit_3_and_traffic_stays_on_blue() {
         aws.live(&aws.listener_forwards(&listener)),
         seeded.target_group(0)
     );
-    let green = aws.group("payments-v2").unwrap();
+    let green = aws.group(&seeded.fleet("v2")).unwrap();
     assert_eq!(green.desired, 0);
     assert_eq!(green.tag("greenlight:phase"), Some("failed"));
     assert!(
@@ -359,7 +361,7 @@ fn unhealthy_green_fails_with_exit_3_and_traffic_stays_on_blue() {
             .unwrap()
             .contains("ResponseCodeMismatch")
     );
-    let blue = aws.group("payments-blue").unwrap();
+    let blue = aws.group(&seeded.fleet("blue")).unwrap();
     assert_eq!((blue.desired, blue.in_service), (2, 2));
 }
 
@@ -386,15 +388,17 @@ fn second_deploy_uses_the_other_slot() {
         aws.live(&aws.listener_forwards(&listener)),
         seeded.target_group(0)
     );
-    let v3 = aws.group("search-v3").unwrap();
+    let v3 = aws.group(&seeded.fleet("v3")).unwrap();
     assert_eq!(v3.target_groups, vec![seeded.target_group(0)]);
     assert_eq!(v3.tag("greenlight:phase"), Some("live"));
     assert_eq!(
-        aws.group("search-v2").unwrap().tag("greenlight:phase"),
+        aws.group(&seeded.fleet("v2"))
+            .unwrap()
+            .tag("greenlight:phase"),
         Some("warm")
     );
     assert!(
-        aws.group("search-blue").is_none(),
+        aws.group(&seeded.fleet("blue")).is_none(),
         "the oldest release was retired"
     );
 }
@@ -430,7 +434,7 @@ fn rollback_is_refused_when_the_previous_release_is_gone() {
     block_on(
         aws.asg
             .delete_auto_scaling_group()
-            .auto_scaling_group_name("ledger-blue")
+            .auto_scaling_group_name(&seeded.fleet("blue"))
             .force_delete(true)
             .send(),
     )

@@ -144,12 +144,20 @@ fn post(endpoint: &str, path: &str, body: &str) -> std::io::Result<String> {
 
 /// A service seeded by `localstack/seed.py`, with its config written to a temp dir.
 pub struct Seeded {
+    /// The service name: as asked on greenlight's emulator (reset before each test), made
+    /// unique per run on an endpoint that keeps its state between runs.
+    pub service: String,
     pub info: Value,
     pub config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Seeded {
+    /// The name of the service's fleet for `release` (`blue` for the seeded one).
+    pub fn fleet(&self, release: &str) -> String {
+        format!("{}-{release}", self.service)
+    }
+
     pub fn str(&self, key: &str) -> String {
         self.info[key]
             .as_str()
@@ -177,6 +185,16 @@ impl Session {
 
     /// Seeds a sample service named `service` with `extra` seed.py flags.
     pub fn seed(&self, service: &str, extra: &[&str]) -> Seeded {
+        let service = if self.emulator.hooks {
+            service.to_owned()
+        } else {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() % 1_000_000)
+                .unwrap_or_default();
+            format!("{service}-{stamp}")
+        };
+        let service = service.as_str();
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("greenlight.toml");
         let output = Command::new(self.python())
@@ -208,6 +226,7 @@ impl Session {
             .join("\n");
         std::fs::write(&config, text + "\n").expect("rewrite config");
         Seeded {
+            service: service.to_owned(),
             info,
             config,
             _dir: dir,
