@@ -148,30 +148,38 @@ pub fn print_status(report: &StatusReport) {
     let header = [
         "SLOT",
         "TARGET GROUP",
-        "TRAFFIC",
+        "WEIGHT",
         "FLEET",
         "RELEASE",
         "PHASE",
+        "DESIRED",
+        "IN SERVICE",
         "HEALTHY",
         "WARM UNTIL",
     ];
-    let rows: Vec<[String; 8]> = report
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 10]> = report
         .traffic
         .iter()
         .map(|s| {
+            let count = |n: u32| {
+                if s.asg.is_some() {
+                    n.to_string()
+                } else {
+                    dash()
+                }
+            };
             [
                 s.slot.to_string(),
                 s.target_group.clone(),
-                format!("{}%", s.percent),
-                s.asg.clone().unwrap_or_else(|| "-".into()),
-                s.release.clone().unwrap_or_else(|| "-".into()),
-                s.phase.clone().unwrap_or_else(|| "-".into()),
-                if s.asg.is_some() {
-                    format!("{}/{}", s.healthy, s.total)
-                } else {
-                    "-".into()
-                },
-                s.warm_until.clone().unwrap_or_else(|| "-".into()),
+                format!("{} ({}%)", s.weight, s.percent),
+                s.asg.clone().unwrap_or_else(dash),
+                s.release.clone().unwrap_or_else(dash),
+                s.phase.clone().unwrap_or_else(dash),
+                count(s.desired),
+                count(s.in_service),
+                count(s.healthy),
+                s.warm_until.clone().unwrap_or_else(dash),
             ]
         })
         .collect();

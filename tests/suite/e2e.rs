@@ -274,6 +274,19 @@ fn deploy_status_rollback_end_to_end() {
     let out = s.greenlight(&seeded.config).arg("status").output().unwrap();
     let text = stdout(&out);
     assert!(text.contains("live release v2 (slot b)"), "{text}");
+    let row = |slot: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{slot} ")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row for slot {slot}: {text}"))
+    };
+    // SLOT TARGET-GROUP WEIGHT (PERCENT) FLEET RELEASE PHASE DESIRED IN-SERVICE HEALTHY WARM-UNTIL
+    let a = row("a");
+    assert_eq!(&a[2..4], ["0", "(0%)"], "{text}");
+    assert_eq!(&a[6..10], ["warm", "2", "2", "2"], "{text}");
+    let b = row("b");
+    assert_eq!(&b[2..4], ["1", "(100%)"], "{text}");
+    assert_eq!(&b[5..11], ["v2", "live", "2", "2", "2", "-"], "{text}");
     assert!(text.contains(&seeded.fleet("blue")), "{text}");
 
     // Rollback: one call, back to blue.
