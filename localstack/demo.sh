@@ -54,7 +54,7 @@ step "Start the AWS emulator"
 mkdir -p "$demo_dir"
 # A coprocess gives us the emulator's stdin and stdout. We keep its stdin open and it runs with
 # --exit-on-stdin-eof, so even if this script is killed outright the emulator goes with it.
-coproc EMULATOR { exec "$python" "$here/emulator.py" --port 0 --exit-on-stdin-eof 2>"$demo_dir/emulator.log"; }
+coproc EMULATOR { exec "$python" "$here/emulator.py" --port 0 --exit-on-stdin-eof --report-not-in-use 2>"$demo_dir/emulator.log"; }
 # shellcheck disable=SC2153 # EMULATOR_PID is set by coproc
 emulator_pid=$EMULATOR_PID
 ready=""
