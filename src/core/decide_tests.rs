@@ -2246,3 +2246,41 @@ fn generated_observations_reach_every_decision() {
     assert!(missing.is_empty(), "never decided: {missing:?}");
     assert_eq!(rollback_seen, BTreeSet::from([false, true]));
 }
+
+#[test]
+fn a_previous_release_serving_another_target_group_is_not_retired() {
+    let v2 = ours("v2", Phase::Live).image(AMI_2).serving(2);
+    let mut observed = live_in(Slot::A, vec![v2], vec![ours("v1", Phase::Warm).serving(2)]);
+    let retire = decide_deploy(
+        &spec(),
+        &image("v3", AMI_2),
+        &observed,
+        clock(Duration::ZERO),
+    );
+    assert!(
+        matches!(&retire, Decision::Act(Action::RetireFleet { .. })),
+        "control: {retire:?}"
+    );
+    let internal = arn(
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/internal/0123456789abcdef",
+    );
+    observed.slots[1].fleets[0].target_groups.push(internal);
+    match decide_deploy(
+        &spec(),
+        &image("v3", AMI_2),
+        &observed,
+        clock(Duration::ZERO),
+    ) {
+        Decision::Refuse(refusal) => {
+            assert_eq!(refusal.kind, RefusalKind::NeedsAttention);
+            assert!(
+                refusal
+                    .message
+                    .contains("also serves target group internal"),
+                "{}",
+                refusal.message
+            );
+        }
+        other => panic!("retired a fleet that serves another target group: {other:?}"),
+    }
+}
