@@ -231,3 +231,134 @@ pub fn print_validation(validation: &Validation) {
     }
     let _ = writeln!(out, "{} is ready to deploy", validation.service);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::core::decide::Launch;
+    use crate::core::names::{FleetName, ImageId, ReleaseName, TargetGroupArn};
+    use crate::core::router::Slot;
+    use crate::core::tags::Phase;
+
+    fn tg(name: &str) -> TargetGroupArn {
+        TargetGroupArn::parse(&format!(
+            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/{name}/0123"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_event_reads_as_a_sentence() {
+        let fleet = |n: &str| FleetName::new(n);
+        let green = Green {
+            fleet: fleet("checkout-v2"),
+            release: ReleaseName::parse("v2").unwrap(),
+            source: fleet("checkout-blue"),
+            target_group: tg("checkout-b"),
+            launch: Launch::Image(ImageId::parse("ami-12345678").unwrap()),
+        };
+        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let cases: Vec<(Event, &[&str])> = vec![
+            (
+                Event::DeployStarted {
+                    service: "checkout".into(),
+                    release: "v2".into(),
+                    live_release: "v1".into(),
+                    live_slot: Slot::A,
+                    live_target_group: tg("checkout-a"),
+                    idle_target_group: tg("checkout-b"),
+                },
+                &[
+                    "deploying checkout v2: live is v1 in checkout-a (slot a); the new release goes to checkout-b",
+                ],
+            ),
+            (
+                Event::Step {
+                    action: Action::JoinRouter {
+                        target_group: tg("checkout-b"),
+                        live: tg("checkout-a"),
+                    },
+                },
+                &[
+                    "adding checkout-b to the router at weight 0, so the load balancer health-checks it",
+                ],
+            ),
+            (
+                Event::Step {
+                    action: Action::CreateFleet(green.clone()),
+                },
+                &["creating fleet checkout-v2 as a twin of checkout-blue, attached to checkout-b"],
+            ),
+            (
+                Event::Step {
+                    action: Action::RetireFleet {
+                        fleet: fleet("checkout-v0"),
+                        release: "v0".into(),
+                        phase: Some(Phase::Warm),
+                    },
+                },
+                &["retiring fleet checkout-v0 (release v0, warm) from the idle slot"],
+            ),
+            (
+                Event::Step {
+                    action: Action::MarkWarm {
+                        fleet: fleet("checkout-blue"),
+                        release: "v1".into(),
+                        until,
+                    },
+                },
+                &["keeping checkout-blue (release v1) warm until 2026-11-18T11:06:40Z"],
+            ),
+            (
+                Event::Health {
+                    fleet: fleet("checkout-v2"),
+                    desired: 4,
+                    in_service: 4,
+                    healthy: 3,
+                    summary: "3/4 healthy, 1 initial (Elb.RegistrationInProgress)".into(),
+                },
+                &["green checkout-v2: 3/4 healthy, 1 initial (Elb.RegistrationInProgress)"],
+            ),
+            (
+                Event::ReleaseFailed {
+                    release: "v2".into(),
+                    reasons: vec!["not healthy in time: 0/2 healthy".into()],
+                },
+                &[
+                    "✗ release v2 failed; traffic stayed on the previous release",
+                    "  not healthy in time: 0/2 healthy",
+                ],
+            ),
+            (
+                Event::Released {
+                    release: "v2".into(),
+                    slot: Slot::B,
+                    flipped: false,
+                },
+                &["✓ release v2 was already live (slot b); nothing to do"],
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(describe(&event), expected, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn json_events_are_tagged_objects() {
+        let event = Event::Step {
+            action: Action::Flip {
+                to: tg("checkout-b"),
+                from: tg("checkout-a"),
+                fleet: FleetName::new("checkout-v2"),
+                release: "v2".into(),
+            },
+        };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["event"], "step");
+        assert_eq!(value["action"], "flip");
+        assert_eq!(value["fleet"], "checkout-v2");
+        assert_eq!(value["to"], tg("checkout-b").as_str());
+    }
+}
