@@ -447,7 +447,7 @@ fn rollback_is_refused_when_the_previous_release_is_gone() {
     block_on(
         aws.asg
             .delete_auto_scaling_group()
-            .auto_scaling_group_name(&seeded.fleet("blue"))
+            .auto_scaling_group_name(seeded.fleet("blue"))
             .force_delete(true)
             .send(),
     )
