@@ -4,7 +4,7 @@ use crate::core::cloud::CloudErrorKind;
 use crate::engine::failure::Failure;
 
 pub const SUCCESS: u8 = 0;
-/// Unexpected internal error (a bug, or an AWS failure greenlight cannot classify).
+/// Unexpected error: AWS unreachable or failing in a way greenlight cannot classify, or a bug.
 pub const INTERNAL: u8 = 1;
 /// Bad input or config: nothing was changed.
 pub const BAD_INPUT: u8 = 2;
@@ -19,7 +19,7 @@ pub const NEEDS_ATTENTION: u8 = 5;
 pub const HELP: &str = "\
 Exit codes:
   0  success
-  1  unexpected internal error
+  1  unexpected error (AWS unreachable, or a bug); nothing was changed
   2  bad input or config (nothing was changed)
   3  release failed; traffic stayed on (or returned to) the previous release
   4  another deploy is in progress

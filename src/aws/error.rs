@@ -130,8 +130,8 @@ fn configuration_problem(err: &(dyn Error + 'static)) -> Option<(CloudErrorKind,
         return Some((
             CloudErrorKind::Credentials,
             format!(
-                "no usable AWS credentials ({}); set AWS_PROFILE, run `aws sso login`, or \
-                 export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                // What to do about it is said once, by the caller that maps kinds to advice.
+                "no usable AWS credentials ({})",
                 causes_from(credentials)
             ),
         ));

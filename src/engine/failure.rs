@@ -34,7 +34,8 @@ fn cloud_message(error: &CloudError, changed: bool) -> String {
     use crate::core::cloud::CloudErrorKind as K;
     let hint = match error.kind {
         K::Credentials => {
-            "; check the AWS credentials (AWS_PROFILE, aws sso login, or the AWS_* variables)"
+            "; set AWS_PROFILE, run `aws sso login`, or export AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY"
         }
         K::AccessDenied => "; grant the IAM actions listed in the README",
         K::NotFound if !changed => "; check the ARNs and the region",
