@@ -19,7 +19,7 @@ use super::observed::{
 };
 use super::router::Slot;
 use super::spec::Spec;
-use super::tags::Phase;
+use super::tags::{self, Phase, ReleaseTags};
 
 /// What green launches from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -201,6 +201,23 @@ pub fn live<'a>(spec: &Spec, observed: &'a Observed) -> Result<Live<'a>, Refusal
     let super::router::Routing::Live(slot) = routing else {
         unreachable!("describe_problem returns None only for Routing::Live")
     };
+    if let Some((fleet, schema)) = observed
+        .slots
+        .iter()
+        .flat_map(|slot| &slot.fleets)
+        .filter_map(|f| Some((f, ReleaseTags::read(&f.tags).schema?)))
+        .find(|(_, schema)| *schema > tags::SCHEMA_VERSION)
+    {
+        return Err(Refusal::new(
+            RefusalKind::NeedsAttention,
+            format!(
+                "fleet {} carries greenlight tag schema {schema}, newer than this greenlight's \
+                 ({}); upgrade greenlight",
+                fleet.name,
+                tags::SCHEMA_VERSION
+            ),
+        ));
+    }
     let straddling = straddling_fleets(observed);
     if let Some(fleet) = straddling.first() {
         return Err(Refusal::new(

@@ -2284,3 +2284,37 @@ fn a_previous_release_serving_another_target_group_is_not_retired() {
         other => panic!("retired a fleet that serves another target group: {other:?}"),
     }
 }
+
+#[test]
+fn a_newer_tag_schema_is_not_acted_on() {
+    let v2 = || ours("v2", Phase::Live).image(AMI_2).serving(2);
+    let observed = live_in(
+        Slot::A,
+        vec![v2()],
+        vec![ours("v1", Phase::Warm).serving(2)],
+    );
+    assert!(matches!(
+        decide_deploy(
+            &spec(),
+            &image("v3", AMI_2),
+            &observed,
+            clock(Duration::ZERO)
+        ),
+        Decision::Act(_)
+    ));
+    let newer = live_in(
+        Slot::A,
+        vec![v2()],
+        vec![ours("v1", Phase::Warm).tag(tags::SCHEMA, "2").serving(2)],
+    );
+    for refusal in [
+        match decide_deploy(&spec(), &image("v3", AMI_2), &newer, clock(Duration::ZERO)) {
+            Decision::Refuse(refusal) => refusal,
+            other => panic!("acted on a newer schema: {other:?}"),
+        },
+        decide_rollback(&spec(), &newer).unwrap_err(),
+    ] {
+        assert_eq!(refusal.kind, RefusalKind::NeedsAttention);
+        assert!(refusal.message.contains("schema 2"), "{}", refusal.message);
+    }
+}
