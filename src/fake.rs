@@ -454,6 +454,7 @@ fn summarize(name: &FleetName, fleet: &FakeFleet, now: SystemTime) -> FleetSumma
             .map(|t| (t.key.clone(), t.value.clone()))
             .collect(),
         target_groups: fleet.config.target_groups.clone(),
+        suspended_processes: fleet.config.suspended_processes.clone(),
         deleting: fleet.deleted_at.is_some(),
     }
 }
@@ -749,6 +750,29 @@ impl Cloud for FakeCloud {
         self.call("untag_fleet", |w, _| {
             let fleet = w.fleet_mut("DeleteTags", name)?;
             fleet.config.tags.retain(|t| !keys.contains(&t.key));
+            Ok(())
+        })
+    }
+
+    async fn suspend_processes(&self, name: &FleetName, processes: &[String]) -> CloudResult<()> {
+        self.call("suspend_processes", |w, _| {
+            let fleet = w.fleet_mut("SuspendProcesses", name)?;
+            for process in processes {
+                if !fleet.config.suspended_processes.contains(process) {
+                    fleet.config.suspended_processes.push(process.clone());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn resume_processes(&self, name: &FleetName, processes: &[String]) -> CloudResult<()> {
+        self.call("resume_processes", |w, _| {
+            let fleet = w.fleet_mut("ResumeProcesses", name)?;
+            fleet
+                .config
+                .suspended_processes
+                .retain(|p| !processes.contains(p));
             Ok(())
         })
     }

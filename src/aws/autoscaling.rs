@@ -23,6 +23,7 @@ const PUT_SCALING_POLICY: &str = "PutScalingPolicy";
 const PUT_SCHEDULED_UPDATE_GROUP_ACTION: &str = "PutScheduledUpdateGroupAction";
 const ENABLE_METRICS_COLLECTION: &str = "EnableMetricsCollection";
 const SUSPEND_PROCESSES: &str = "SuspendProcesses";
+const RESUME_PROCESSES: &str = "ResumeProcesses";
 const UPDATE_AUTO_SCALING_GROUP: &str = "UpdateAutoScalingGroup";
 const CREATE_OR_UPDATE_TAGS: &str = "CreateOrUpdateTags";
 const DELETE_TAGS: &str = "DeleteTags";
@@ -207,6 +208,45 @@ impl AutoScaling {
                 .await
                 .map_err(self.endpoint.on(SUSPEND_PROCESSES))?;
         }
+        Ok(())
+    }
+
+    /// An empty list means no call: SuspendProcesses without a list would suspend everything.
+    pub(crate) async fn suspend_processes(
+        &self,
+        name: &FleetName,
+        processes: &[String],
+    ) -> CloudResult<()> {
+        if processes.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .suspend_processes()
+            .auto_scaling_group_name(name.as_str())
+            .set_scaling_processes(Some(processes.to_vec()))
+            .send()
+            .await
+            .map_err(self.endpoint.on(SUSPEND_PROCESSES))?;
+        Ok(())
+    }
+
+    /// An empty list means no call: ResumeProcesses without a list would resume everything,
+    /// including what the group's owner suspended.
+    pub(crate) async fn resume_processes(
+        &self,
+        name: &FleetName,
+        processes: &[String],
+    ) -> CloudResult<()> {
+        if processes.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .resume_processes()
+            .auto_scaling_group_name(name.as_str())
+            .set_scaling_processes(Some(processes.to_vec()))
+            .send()
+            .await
+            .map_err(self.endpoint.on(RESUME_PROCESSES))?;
         Ok(())
     }
 

@@ -124,6 +124,14 @@ impl Cloud for AwsCloud {
         self.autoscaling.untag_fleet(name, keys).await
     }
 
+    async fn suspend_processes(&self, name: &FleetName, processes: &[String]) -> CloudResult<()> {
+        self.autoscaling.suspend_processes(name, processes).await
+    }
+
+    async fn resume_processes(&self, name: &FleetName, processes: &[String]) -> CloudResult<()> {
+        self.autoscaling.resume_processes(name, processes).await
+    }
+
     async fn delete_fleet(&self, name: &FleetName) -> CloudResult<()> {
         self.autoscaling.delete_fleet(name).await
     }

@@ -185,6 +185,20 @@ pub trait Cloud: Send + Sync {
         keys: &[String],
     ) -> impl Future<Output = CloudResult<()>> + Send;
 
+    /// Suspends Auto Scaling processes on the group (SuspendProcesses).
+    fn suspend_processes(
+        &self,
+        name: &FleetName,
+        processes: &[String],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// Resumes Auto Scaling processes on the group (ResumeProcesses).
+    fn resume_processes(
+        &self,
+        name: &FleetName,
+        processes: &[String],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
     /// Deletes the group and terminates its instances (ForceDelete).
     fn delete_fleet(&self, name: &FleetName) -> impl Future<Output = CloudResult<()>> + Send;
 

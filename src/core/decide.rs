@@ -57,6 +57,10 @@ pub struct Green {
     pub launch: Launch,
 }
 
+/// The Auto Scaling processes that would resize a warm fleet on their own: alarms driving its
+/// target tracking and step policies, and its scheduled actions.
+pub const WARM_SUSPENDS: [&str; 2] = ["AlarmNotification", "ScheduledActions"];
+
 /// One idempotent step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -92,15 +96,20 @@ pub enum Action {
         fleet: FleetName,
         release: String,
     },
+    /// The fleet takes the traffic: resume the scaling greenlight suspended while it was warm.
     MarkLive {
         fleet: FleetName,
         release: String,
+        resume: Vec<String>,
     },
+    /// The fleet lost the traffic: keep it at capacity (its own scaling policies would shrink
+    /// an idle fleet to its minimum) until `until`, so a rollback lands on enough instances.
     MarkWarm {
         fleet: FleetName,
         release: String,
         #[serde(with = "rfc3339")]
         until: SystemTime,
+        suspend: Vec<String>,
     },
     /// Green never became healthy: scale it to zero and record why. Traffic never moved.
     FailRelease {
@@ -279,10 +288,20 @@ pub fn settle(
             _ => false,
         };
         if was_live {
+            // Recorded before anything is suspended, so a re-run resumes only what greenlight
+            // suspended, never what the owner had suspended already.
+            let suspend = idle.tags.suspended.clone().unwrap_or_else(|| {
+                WARM_SUSPENDS
+                    .iter()
+                    .filter(|p| !idle.fleet.suspended_processes.iter().any(|s| s == *p))
+                    .map(|p| (*p).to_owned())
+                    .collect()
+            });
             return Ok(Some(Action::MarkWarm {
                 fleet: idle.fleet.name.clone(),
                 release: idle.release(),
                 until: now + spec.retention.keep_warm,
+                suspend,
             }));
         }
     }
@@ -290,6 +309,7 @@ pub fn settle(
         return Ok(Some(Action::MarkLive {
             fleet: live.occupant.fleet.name.clone(),
             release: live.occupant.release(),
+            resume: live.occupant.tags.suspended.clone().unwrap_or_default(),
         }));
     }
     Ok(None)

@@ -10,8 +10,8 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 use super::{
-    Action, Clock, Decision, DeployRequest, Green, Launch, RefusalKind, decide_deploy,
-    decide_rollback, settle,
+    Action, Clock, Decision, DeployRequest, Green, Launch, RefusalKind, WARM_SUSPENDS,
+    decide_deploy, decide_rollback, settle,
 };
 use crate::core::fleet::{Capacity, FleetInstance, FleetSummary};
 use crate::core::health::{FleetHealth, TargetHealth, TargetState, fleet_health};
@@ -132,6 +132,7 @@ fn fleet(fleet_name: &str) -> F {
             instances: Vec::new(),
             tags: BTreeMap::from([("team".to_owned(), "payments".to_owned())]),
             target_groups: Vec::new(),
+            suspended_processes: Vec::new(),
             deleting: false,
         },
         targets: Vec::new(),
@@ -380,14 +381,17 @@ fn mark_live(fleet_name: &str, release_name: &str) -> Expect {
     act(Action::MarkLive {
         fleet: name(fleet_name),
         release: release_name.to_owned(),
+        resume: vec![],
     })
 }
 
+/// Warm, with both processes that would resize it suspended (none were before).
 fn mark_warm(fleet_name: &str, release_name: &str) -> Expect {
     act(Action::MarkWarm {
         fleet: name(fleet_name),
         release: release_name.to_owned(),
         until: early().now + KEEP_WARM,
+        suspend: WARM_SUSPENDS.iter().map(|p| (*p).to_owned()).collect(),
     })
 }
 
@@ -534,6 +538,7 @@ fn settle_never_tags_a_live_fleet_of_another_service() {
         Ok(Some(Action::MarkLive {
             fleet: name("billing-blue"),
             release: "b1".to_owned(),
+            resume: vec![],
         }))
     );
 }
@@ -2317,4 +2322,56 @@ fn a_newer_tag_schema_is_not_acted_on() {
         assert_eq!(refusal.kind, RefusalKind::NeedsAttention);
         assert!(refusal.message.contains("schema 2"), "{}", refusal.message);
     }
+}
+
+#[test]
+fn warm_suspends_only_what_was_running_and_live_resumes_only_that() {
+    // A fresh flip to v2: v1 lost the traffic. Its owner had suspended AlarmNotification.
+    let mut observed = live_in(
+        Slot::A,
+        vec![ours("v2", Phase::Provisioning).image(AMI_2).serving(2)],
+        vec![ours("v1", Phase::Live).serving(2)],
+    );
+    observed.slots[1].fleets[0].suspended_processes = vec!["AlarmNotification".into()];
+    let Ok(Some(Action::MarkWarm { suspend, .. })) = settle(&spec(), &observed, t0()) else {
+        panic!("expected MarkWarm")
+    };
+    assert_eq!(suspend, ["ScheduledActions"]);
+
+    // A re-run after a crash, with both suspended by now: the record decides, not the state.
+    observed.slots[1].fleets[0].suspended_processes =
+        vec!["AlarmNotification".into(), "ScheduledActions".into()];
+    observed.slots[1].fleets[0]
+        .tags
+        .insert(tags::SUSPENDED.into(), "ScheduledActions".into());
+    let Ok(Some(Action::MarkWarm { suspend, .. })) = settle(&spec(), &observed, t0()) else {
+        panic!("expected MarkWarm")
+    };
+    assert_eq!(suspend, ["ScheduledActions"]);
+
+    // Rolled back to v1: it resumes what greenlight suspended, and only that.
+    let rolled_back = live_in(
+        Slot::B,
+        vec![ours("v2", Phase::Live).image(AMI_2).serving(2)],
+        vec![
+            ours("v1", Phase::Warm)
+                .tag(tags::SUSPENDED, "ScheduledActions")
+                .serving(2),
+        ],
+    );
+    let Ok(Some(Action::MarkWarm { .. })) = settle(&spec(), &rolled_back, t0()) else {
+        panic!("v2 is marked warm first")
+    };
+    let mut rolled_back = rolled_back;
+    rolled_back.slots[0].fleets[0]
+        .tags
+        .insert(tags::PHASE.into(), "warm".into());
+    assert_eq!(
+        settle(&spec(), &rolled_back, t0()),
+        Ok(Some(Action::MarkLive {
+            fleet: name("checkout-v1"),
+            release: "v1".into(),
+            resume: vec!["ScheduledActions".into()],
+        }))
+    );
 }

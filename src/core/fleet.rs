@@ -50,6 +50,8 @@ pub struct FleetSummary {
     pub instances: Vec<FleetInstance>,
     pub tags: BTreeMap<String, String>,
     pub target_groups: Vec<TargetGroupArn>,
+    /// Auto Scaling processes suspended on the group, e.g. `AlarmNotification`.
+    pub suspended_processes: Vec<String>,
     /// A deletion is under way (`Status: Delete in progress`): the fleet is on its way out and
     /// no longer counts as occupying its slot.
     pub deleting: bool,

@@ -200,6 +200,7 @@ mod tests {
                 .collect(),
             tags: Default::default(),
             target_groups: vec![],
+            suspended_processes: vec![],
             deleting: false,
         }
     }

@@ -14,6 +14,7 @@
 //! | `greenlight:live-at` | RFC 3339 time the fleet last started taking traffic |
 //! | `greenlight:warm-until` | RFC 3339 time until which a previous release is kept warm |
 //! | `greenlight:failure` | why the release failed (phase `failed`), at most 256 characters |
+//! | `greenlight:suspended` | scaling processes greenlight suspended to keep a warm fleet at capacity (comma-separated), resumed when it goes live again |
 //!
 //! Readers ignore keys they do not know, so later versions may add keys without a bump; a
 //! change of meaning bumps the schema and readers refuse a newer schema than they know.
@@ -37,6 +38,7 @@ pub const CREATED_AT: &str = "greenlight:created-at";
 pub const LIVE_AT: &str = "greenlight:live-at";
 pub const WARM_UNTIL: &str = "greenlight:warm-until";
 pub const FAILURE: &str = "greenlight:failure";
+pub const SUSPENDED: &str = "greenlight:suspended";
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -100,6 +102,8 @@ pub struct ReleaseTags {
     pub launch_template_version: Option<String>,
     pub warm_until: Option<SystemTime>,
     pub failure: Option<String>,
+    /// Processes greenlight suspended (and must resume); `None` when it suspended nothing.
+    pub suspended: Option<Vec<String>>,
 }
 
 impl ReleaseTags {
@@ -116,6 +120,13 @@ impl ReleaseTags {
                 .get(WARM_UNTIL)
                 .and_then(|v| humantime::parse_rfc3339_weak(v).ok()),
             failure: get(FAILURE),
+            suspended: tags.get(SUSPENDED).map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
         }
     }
 

@@ -149,6 +149,20 @@ pub fn twin(live: &FleetConfig, plan: &TwinPlan<'_>) -> Result<Twin, TwinError> 
         }),
     );
 
+    // Processes greenlight suspended to keep a fleet warm are not the owner's settings.
+    let suspended_by_greenlight: Vec<String> = live
+        .tags
+        .iter()
+        .find(|t| t.key == tags::SUSPENDED)
+        .map(|t| t.value.split(',').map(|p| p.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let suspended_processes = live
+        .suspended_processes
+        .iter()
+        .filter(|p| !suspended_by_greenlight.contains(p))
+        .cloned()
+        .collect();
+
     if live.has_warm_pool {
         omitted.push("warm pool".into());
     }
@@ -168,6 +182,7 @@ pub fn twin(live: &FleetConfig, plan: &TwinPlan<'_>) -> Result<Twin, TwinError> 
             launch: live.launch.with_version(plan.launch_template_version),
             scaling_policies,
             scheduled_actions,
+            suspended_processes,
             tags: fleet_tags,
             // Only the idle slot: attaching green anywhere that takes traffic would route to it
             // before it is healthy.
@@ -457,6 +472,20 @@ mod tests {
         );
         assert!(!green.has_warm_pool);
         assert_eq!(twin.omitted.len(), 3, "{:?}", twin.omitted);
+    }
+
+    #[test]
+    fn processes_greenlight_suspended_are_not_copied() {
+        let mut live = live_config();
+        live.suspended_processes = vec!["AZRebalance".into(), "AlarmNotification".into()];
+        live.tags.push(FleetTag {
+            key: tags::SUSPENDED.into(),
+            value: "AlarmNotification,ScheduledActions".into(),
+            propagate_at_launch: false,
+        });
+        let green = plan_and_twin(&live).unwrap().config;
+        assert_eq!(green.suspended_processes, vec!["AZRebalance".to_owned()]);
+        assert!(!green.tags.iter().any(|t| t.key == tags::SUSPENDED));
     }
 
     #[test]

@@ -88,7 +88,28 @@ pub async fn apply<C: Cloud>(
                 .await
                 .map_err(cloud_err)?;
         }
-        Action::MarkLive { fleet, release } => {
+        Action::MarkLive {
+            fleet,
+            release,
+            resume,
+        } => {
+            // Phase last: until it says live, a re-run repeats this step, and each part of it is
+            // safe to repeat (with the record gone, nothing more is resumed).
+            cloud
+                .resume_processes(fleet, resume)
+                .await
+                .map_err(cloud_err)?;
+            cloud
+                .untag_fleet(
+                    fleet,
+                    &[
+                        tags::WARM_UNTIL.to_owned(),
+                        tags::FAILURE.to_owned(),
+                        tags::SUSPENDED.to_owned(),
+                    ],
+                )
+                .await
+                .map_err(Failure::cloud(true))?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),
@@ -96,19 +117,22 @@ pub async fn apply<C: Cloud>(
                 (tags::LIVE_AT.to_owned(), tags::timestamp(now)),
             ];
             set_phase(cloud, fleet, Phase::Live, &extra).await?;
-            cloud
-                .untag_fleet(
-                    fleet,
-                    &[tags::WARM_UNTIL.to_owned(), tags::FAILURE.to_owned()],
-                )
-                .await
-                .map_err(cloud_err)?;
         }
         Action::MarkWarm {
             fleet,
             release,
             until,
+            suspend,
         } => {
+            // Which processes are greenlight's to resume is recorded before any is suspended.
+            cloud
+                .tag_fleet(fleet, &[(tags::SUSPENDED.to_owned(), suspend.join(","))])
+                .await
+                .map_err(cloud_err)?;
+            cloud
+                .suspend_processes(fleet, suspend)
+                .await
+                .map_err(Failure::cloud(true))?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),

@@ -117,17 +117,34 @@ fn describe_action(action: &Action) -> String {
             "flipping all traffic to {} (release {release})",
             to.short_name()
         ),
-        Action::MarkLive { fleet, release } => {
-            format!("marking {fleet} (release {release}) live")
+        Action::MarkLive {
+            fleet,
+            release,
+            resume,
+        } => {
+            let scaling = if resume.is_empty() {
+                String::new()
+            } else {
+                format!("; resuming {}", resume.join(", "))
+            };
+            format!("marking {fleet} (release {release}) live{scaling}")
         }
         Action::MarkWarm {
             fleet,
             release,
             until,
-        } => format!(
-            "keeping {fleet} (release {release}) warm until {}",
-            crate::core::tags::timestamp(*until)
-        ),
+            suspend,
+        } => {
+            let scaling = if suspend.is_empty() {
+                String::new()
+            } else {
+                format!(" at its capacity (suspending {})", suspend.join(", "))
+            };
+            format!(
+                "keeping {fleet} (release {release}) warm{scaling} until {}",
+                crate::core::tags::timestamp(*until)
+            )
+        }
         Action::FailRelease { fleet, .. } => {
             format!("health timeout: scaling {fleet} to 0 and marking it failed")
         }
@@ -307,9 +324,12 @@ mod tests {
                         fleet: fleet("checkout-blue"),
                         release: "v1".into(),
                         until,
+                        suspend: vec!["AlarmNotification".into()],
                     },
                 },
-                &["keeping checkout-blue (release v1) warm until 2026-11-18T11:06:40Z"],
+                &[
+                    "keeping checkout-blue (release v1) warm at its capacity (suspending AlarmNotification) until 2026-11-18T11:06:40Z",
+                ],
             ),
             (
                 Event::Health {

@@ -1224,6 +1224,25 @@ async fn fleet_writes(endpoint: &str) {
     assert!(!summary.tags.contains_key("greenlight:release"));
     assert!(summary.tags.contains_key("greenlight:phase"));
 
+    // Suspend and resume name their processes; an empty list touches nothing (AWS reads an
+    // empty list as "all processes").
+    let warm = [
+        "AlarmNotification".to_owned(),
+        "ScheduledActions".to_owned(),
+    ];
+    w.cloud.suspend_processes(&fleet, &warm).await.unwrap();
+    w.cloud.suspend_processes(&fleet, &warm).await.unwrap();
+    let mut suspended = read().await.unwrap().suspended_processes;
+    suspended.sort();
+    assert_eq!(suspended, warm);
+    let (_, requests) = record(endpoint, w.cloud.resume_processes(&fleet, &[])).await;
+    assert_eq!(actions(&requests), Vec::<&str>::new());
+    w.cloud.resume_processes(&fleet, &warm[..1]).await.unwrap();
+    assert_eq!(
+        read().await.unwrap().suspended_processes,
+        ["ScheduledActions"]
+    );
+
     // A warm pool is only flagged: greenlight does not copy it.
     w.asg
         .put_warm_pool()

@@ -32,6 +32,7 @@ struct Group {
     instance_ids: Vec<String>,
     target_groups: Vec<String>,
     tags: Vec<(String, String)>,
+    suspended: Vec<String>,
 }
 
 impl Group {
@@ -94,6 +95,15 @@ impl Aws {
                 .filter_map(|i| i.instance_id().map(str::to_owned))
                 .collect(),
             target_groups: g.target_group_arns().to_vec(),
+            suspended: {
+                let mut processes: Vec<String> = g
+                    .suspended_processes()
+                    .iter()
+                    .filter_map(|p| p.process_name().map(str::to_owned))
+                    .collect();
+                processes.sort();
+                processes
+            },
             tags: g
                 .tags()
                 .iter()
@@ -239,11 +249,17 @@ fn deploy_status_rollback_end_to_end() {
     assert_eq!((blue.desired, blue.in_service), (2, 2));
     assert_eq!(blue.tag("greenlight:phase"), Some("warm"));
     assert!(blue.tag("greenlight:warm-until").is_some());
+    // Kept at capacity: its own scaling is suspended while it is warm.
+    assert_eq!(
+        blue.suspended,
+        ["AZRebalance", "AlarmNotification", "ScheduledActions"]
+    );
     let green = aws.group(&seeded.fleet("v2")).unwrap();
     assert_eq!((green.desired, green.in_service), (2, 2));
     assert_eq!(green.target_groups, vec![tg_b.clone()]);
     assert_eq!(green.tag("greenlight:phase"), Some("live"));
     assert_eq!(green.tag("team"), Some("payments"));
+    assert_eq!(green.suspended, ["AZRebalance"]);
     if s.emulator.hooks {
         let images = aws.images_of(&green.instance_ids);
         assert_eq!(images, vec![seeded.image(1); 2]);
@@ -303,9 +319,19 @@ fn deploy_status_rollback_end_to_end() {
             .tag("greenlight:phase"),
         Some("live")
     );
+    let blue = aws.group(&seeded.fleet("blue")).unwrap();
+    assert_eq!(
+        blue.suspended,
+        ["AZRebalance"],
+        "scaling resumed, the owner's kept"
+    );
     let green = aws.group(&seeded.fleet("v2")).unwrap();
     assert_eq!(green.tag("greenlight:phase"), Some("warm"));
     assert_eq!(green.desired, 2);
+    assert_eq!(
+        green.suspended,
+        ["AZRebalance", "AlarmNotification", "ScheduledActions"]
+    );
 }
 
 #[test]

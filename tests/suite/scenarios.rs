@@ -127,6 +127,7 @@ impl World {
 #[test]
 fn happy_path_twins_blue_waits_for_health_and_flips() {
     let w = world();
+    let blue_before = w.cloud.config(sample::BLUE).unwrap();
     w.cloud.script(
         "checkout-v2",
         HealthScript::healthy_after(Duration::from_secs(40)),
@@ -159,6 +160,15 @@ fn happy_path_twins_blue_waits_for_health_and_flips() {
     assert_eq!(blue.capacity.desired, 2);
     assert_eq!(blue.instances.len(), 2);
     assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("warm"));
+    // Blue's own scaling would shrink it now that it is idle: suspended, and recorded as ours.
+    assert_eq!(
+        w.cloud.config(sample::BLUE).unwrap().suspended_processes,
+        ["AZRebalance", "AlarmNotification", "ScheduledActions"]
+    );
+    assert_eq!(
+        w.tag(sample::BLUE, tags::SUSPENDED).as_deref(),
+        Some("AlarmNotification,ScheduledActions")
+    );
     let warm_until = w.tag(sample::BLUE, tags::WARM_UNTIL).unwrap();
     let warm_until = humantime::parse_rfc3339(&warm_until).unwrap();
     assert!(
@@ -176,8 +186,8 @@ fn happy_path_twins_blue_waits_for_health_and_flips() {
         versions[1].number.to_string()
     );
 
-    // Faithful twin: every copied setting matches blue's.
-    let blue_config = w.cloud.config(sample::BLUE).unwrap();
+    // Faithful twin: every copied setting matches blue's as it was when green was made.
+    let blue_config = blue_before;
     assert_eq!(green_config.lifecycle_hooks, blue_config.lifecycle_hooks);
     assert_eq!(green_config.scaling_policies, blue_config.scaling_policies);
     assert_eq!(
@@ -397,6 +407,16 @@ fn rollback_when_blue_is_warm_is_one_router_call() {
     assert_eq!(w.mutations()[mutations_before], "route");
     assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("live"));
     assert_eq!(w.tag(sample::BLUE, tags::WARM_UNTIL), None);
+    // Live again: scaling resumed, the owner's own suspension kept.
+    assert_eq!(
+        w.cloud.config(sample::BLUE).unwrap().suspended_processes,
+        ["AZRebalance"]
+    );
+    assert_eq!(w.tag(sample::BLUE, tags::SUSPENDED), None);
+    assert_eq!(
+        w.cloud.config("checkout-v2").unwrap().suspended_processes,
+        ["AZRebalance", "AlarmNotification", "ScheduledActions"]
+    );
     assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("warm"));
     assert_eq!(w.cloud.summary("checkout-v2").unwrap().capacity.desired, 2);
     w.assert_safe();
@@ -457,7 +477,11 @@ fn second_deploy_uses_the_other_slot_and_retires_the_oldest() {
         w.cloud.config("checkout-v3").unwrap().target_groups,
         vec![tg(sample::TG_A)]
     );
-    // v3 is a twin of v2, which was a twin of blue.
+    // v3 is a twin of v2, which was a twin of blue: the warm suspension is not copied.
+    assert_eq!(
+        w.cloud.config("checkout-v3").unwrap().suspended_processes,
+        ["AZRebalance"]
+    );
     assert_eq!(
         w.cloud.config("checkout-v3").unwrap().scaling_policies,
         w.cloud.config("checkout-v2").unwrap().scaling_policies

@@ -108,6 +108,11 @@ pub(super) fn summary(group: &sdk::AutoScalingGroup) -> CloudResult<FleetSummary
         instances,
         tags,
         target_groups: target_groups(op, group.target_group_arns())?,
+        suspended_processes: group
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name().map(str::to_owned))
+            .collect(),
         deleting: group.status() == Some(DELETE_IN_PROGRESS),
     })
 }
