@@ -193,7 +193,15 @@ impl FakeCloud {
                     }],
                 },
             ));
-            for (arn, name) in [(TG_A, "checkout-a"), (TG_B, "checkout-b")] {
+            let load_balancer = spec
+                .router
+                .load_balancer_arn()
+                .expect("sample listener arn");
+            // Slot b is not used by any listener yet: AWS lists no load balancer for it.
+            for (arn, name, load_balancers) in [
+                (TG_A, "checkout-a", vec![load_balancer]),
+                (TG_B, "checkout-b", vec![]),
+            ] {
                 let arn = TargetGroupArn::parse(arn).expect("sample arn");
                 w.target_groups.insert(
                     arn.clone(),
@@ -202,7 +210,7 @@ impl FakeCloud {
                         name: name.into(),
                         target_type: "instance".into(),
                         vpc_id: Some("vpc-1".into()),
-                        load_balancer_arns: vec!["lb".into()],
+                        load_balancer_arns: load_balancers,
                     },
                 );
             }
@@ -329,6 +337,14 @@ impl FakeCloud {
             .fleets
             .get(&FleetName::new(name))
             .map(|f| f.config.clone())
+    }
+
+    /// Says which load balancers use a target group, as DescribeTargetGroups would.
+    pub fn set_load_balancers(&self, target_group: &str, load_balancers: Vec<String>) {
+        let arn = TargetGroupArn::parse(target_group).expect("target group arn");
+        if let Some(info) = self.lock().target_groups.get_mut(&arn) {
+            info.load_balancer_arns = load_balancers;
+        }
     }
 
     /// Removes a fleet at once, as an out-of-band cleanup would.

@@ -19,6 +19,27 @@ pub enum RouterId {
     Rule(RuleArn),
 }
 
+impl RouterId {
+    /// The load balancer the listener or rule belongs to, derived from the ARN:
+    /// `…:listener/app/<lb>/<lb-id>/<listener-id>` → `…:loadbalancer/app/<lb>/<lb-id>`.
+    pub fn load_balancer_arn(&self) -> Option<String> {
+        let arn = match self {
+            RouterId::Listener(arn) => arn.as_str(),
+            RouterId::Rule(arn) => arn.as_str(),
+        };
+        let (prefix, rest) = arn.split_once(":listener")?;
+        let rest = rest
+            .strip_prefix("-rule")
+            .unwrap_or(rest)
+            .strip_prefix('/')?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [kind, name, id, ..] = parts.as_slice() else {
+            return None;
+        };
+        Some(format!("{prefix}:loadbalancer/{kind}/{name}/{id}"))
+    }
+}
+
 impl fmt::Display for RouterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -305,6 +326,25 @@ mod tests {
                 "{forwards:?}"
             );
         }
+    }
+
+    #[test]
+    fn load_balancer_of_a_router() {
+        let listener = RouterId::Listener(
+            ListenerArn::parse(
+                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/checkout/50dc/f2f7",
+            )
+            .unwrap(),
+        );
+        let rule = RouterId::Rule(
+            RuleArn::parse(
+                "arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/checkout/50dc/f2f7/9a3b",
+            )
+            .unwrap(),
+        );
+        let lb = "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/checkout/50dc";
+        assert_eq!(listener.load_balancer_arn().as_deref(), Some(lb));
+        assert_eq!(rule.load_balancer_arn().as_deref(), Some(lb));
     }
 
     #[test]

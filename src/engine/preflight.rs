@@ -1,6 +1,6 @@
 //! Checks a deploy makes before its first change, so that bad input changes nothing in AWS.
 
-use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
+use crate::core::cloud::{Cloud, CloudError, CloudErrorKind, TargetGroupInfo};
 use crate::core::decide::{DeployRequest, Launch, live};
 use crate::core::fleet::LaunchTemplateRef;
 use crate::core::names::TargetGroupArn;
@@ -31,8 +31,23 @@ pub async fn check_resources<C: Cloud>(cloud: &C, spec: &Spec) -> Result<(), Fai
         .router(&spec.router)
         .await
         .map_err(missing(router_name(&spec.router)))?;
+    let load_balancer = spec.router.load_balancer_arn();
     for (slot, arn) in spec.slots.iter() {
-        check_target_group(cloud, arn, &format!("target group {slot}")).await?;
+        let what = format!("target group {slot}");
+        let info = check_target_group(cloud, arn, &what).await?;
+        // An ALB target group serves one load balancer; joining ours would be refused.
+        if let (Some(ours), Some(other)) = (
+            &load_balancer,
+            info.load_balancer_arns
+                .iter()
+                .find(|lb| Some(*lb) != load_balancer.as_ref()),
+        ) {
+            return Err(Failure::BadInput(format!(
+                "{what} {} is used by load balancer {other}, not the router's {ours}; \
+                 give greenlight two target groups of the router's load balancer",
+                info.name
+            )));
+        }
     }
     Ok(())
 }
@@ -48,7 +63,7 @@ async fn check_target_group<C: Cloud>(
     cloud: &C,
     arn: &TargetGroupArn,
     what: &str,
-) -> Result<(), Failure> {
+) -> Result<TargetGroupInfo, Failure> {
     let info = cloud
         .target_group(arn)
         .await
@@ -59,7 +74,7 @@ async fn check_target_group<C: Cloud>(
             info.name, info.target_type
         )));
     }
-    Ok(())
+    Ok(info)
 }
 
 /// Everything `deploy` can check without changing anything.

@@ -665,3 +665,56 @@ fn emulator_fidelity_selftest() {
     .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+#[test]
+fn a_slot_used_by_another_load_balancer_is_refused_before_any_change() {
+    let s = session();
+    let seeded = s.seed("billing", &[]);
+    let aws = Aws::new(&s);
+    let subnets: Vec<String> = seeded.info["subnet_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let other = block_on(
+        aws.elb
+            .create_load_balancer()
+            .name(format!("{}-other", seeded.service))
+            .set_subnets(Some(subnets))
+            .send(),
+    )
+    .unwrap();
+    let other_arn = other.load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_owned();
+    block_on(
+        aws.elb
+            .create_listener()
+            .load_balancer_arn(&other_arn)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .port(8080)
+            .default_actions(
+                aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                    .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+                    .target_group_arn(seeded.target_group(1))
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let before = aws.fingerprint(&seeded);
+    let out = s
+        .greenlight(&seeded.config)
+        .args(["deploy", "--release", "v2", "--image-id", &seeded.image(1)])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("used by load balancer") && err.contains(&other_arn),
+        "{err}"
+    );
+    assert_eq!(aws.fingerprint(&seeded), before);
+}

@@ -684,3 +684,19 @@ fn a_foreign_group_with_green_name_is_not_taken_over() {
     );
     w.assert_safe();
 }
+
+#[test]
+fn a_target_group_of_another_load_balancer_is_bad_input() {
+    let w = world();
+    let other = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/other/1234";
+    w.cloud
+        .set_load_balancers(sample::TG_B, vec![other.to_owned()]);
+    let failure = w.deploy("v2", sample::NEXT_IMAGE).0.unwrap_err();
+    assert_eq!(exit::code(&failure), exit::BAD_INPUT);
+    assert!(
+        failure.to_string().contains("used by load balancer")
+            && failure.to_string().contains(other),
+        "{failure}"
+    );
+    assert_eq!(w.mutations(), Vec::<String>::new());
+}
