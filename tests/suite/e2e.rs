@@ -511,7 +511,11 @@ fn bad_input_exits_2_with_one_line_and_changes_nothing() {
     let listener = seeded.str("listener_arn");
     let missing_listener = write(
         "missing-listener.toml",
-        config.replace(&listener, &format!("{}0", &listener[..listener.len() - 1])),
+        config.replace(&listener, &{
+            // Another id of the same form: change its last digit to a different one.
+            let (head, last) = listener.split_at(listener.len() - 1);
+            format!("{head}{}", if last == "0" { "1" } else { "0" })
+        }),
     );
     let typo = write(
         "typo.toml",
