@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reexec import use_venv_if_needed
+
 USER_DATA = """#!/bin/bash
 # Sample user data: what a real service's launch template would carry.
 set -euo pipefail
@@ -36,20 +38,6 @@ cd /var/www && nohup python3 -m http.server 80 >/var/log/app.log 2>&1 &
 
 # AWS caps load balancer and target group names at 32 characters.
 MAX_ELB_NAME = 32
-
-
-def _use_venv_if_needed(module: str) -> None:
-    """Run under localstack/.venv (made by install.sh) when this Python lacks boto3."""
-    try:
-        __import__(module)
-    except ImportError:
-        venv_python = os.path.join(
-            os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python"
-        )
-        if os.path.exists(venv_python) and os.path.realpath(sys.executable) != os.path.realpath(
-            venv_python
-        ):
-            os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
 
 
 class SeedError(Exception):
@@ -416,7 +404,7 @@ def write_config(path: Path, args: argparse.Namespace, out: dict[str, Any]) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    _use_venv_if_needed("boto3")
+    use_venv_if_needed("boto3", __file__)
     args = parse_args(argv)
     try:
         out = seed(args)

@@ -36,22 +36,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-
-def _use_venv_if_needed(module: str) -> None:
-    """Run under localstack/.venv (made by install.sh) when this Python lacks boto3."""
-    try:
-        __import__(module)
-    except ImportError:
-        venv_python = os.path.join(
-            os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python"
-        )
-        if os.path.exists(venv_python) and os.path.realpath(sys.executable) != os.path.realpath(
-            venv_python
-        ):
-            os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
+from reexec import use_venv_if_needed
 
 
-_use_venv_if_needed("boto3")
+use_venv_if_needed("boto3", __file__)
 
 import boto3  # noqa: E402 (after the venv switch above)
 from botocore.config import Config  # noqa: E402

@@ -199,16 +199,8 @@ impl AutoScaling {
                 .await
                 .map_err(self.endpoint.on(ENABLE_METRICS_COLLECTION))?;
         }
-        if !config.suspended_processes.is_empty() {
-            self.client
-                .suspend_processes()
-                .auto_scaling_group_name(name.as_str())
-                .set_scaling_processes(Some(config.suspended_processes.clone()))
-                .send()
-                .await
-                .map_err(self.endpoint.on(SUSPEND_PROCESSES))?;
-        }
-        Ok(())
+        self.suspend_processes(name, &config.suspended_processes)
+            .await
     }
 
     /// An empty list means no call: SuspendProcesses without a list would suspend everything.
