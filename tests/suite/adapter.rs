@@ -1,10 +1,10 @@
-//! `AwsCloud` against stock moto in server mode, with moto's request recorder on, so the tests
-//! can assert exactly which requests the adapter sent.
+//! `AwsCloud` against the test binary's emulator (moto with greenlight's fidelity layer), with
+//! moto's request recorder on, so the tests can assert exactly which requests the adapter sent.
 //!
 //! Each scenario is an `async fn(endpoint: &str)` that creates its own resources under a unique
-//! prefix, so all of them can share one emulator: this file starts one moto_server of its
-//! own (stock, recording) and runs the scenarios in order. moto gaps are worked around here, never in
-//! the adapter, and noted where they are.
+//! prefix and runs in order while holding the emulator. On an external endpoint (LocalStack),
+//! which has no recorder, they run against a stock moto_server of their own instead. moto gaps
+//! are worked around here, never in the adapter, and noted where they are.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -1406,8 +1406,12 @@ async fn missing_things_are_not_found(endpoint: &str) {
 
 #[tokio::test]
 async fn adapter_against_moto() {
-    let moto = Moto::start();
-    let endpoint = moto.url();
+    let session = super::harness::session();
+    let moto = (!session.emulator.hooks).then(Moto::start);
+    let endpoint = match &moto {
+        Some(moto) => moto.url(),
+        None => session.emulator.endpoint.clone(),
+    };
     router_reads_and_routes(&endpoint).await;
     target_groups_and_health(&endpoint).await;
     fleets_finds_groups_by_target_group(&endpoint).await;

@@ -73,7 +73,11 @@ fn start() -> Emulator {
             _child: None,
         };
     }
+    // moto's request recorder writes here; the adapter tests read it to see what was sent.
+    let recording = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("moto-recording-{}.jsonl", std::process::id()));
     let mut child = Command::new(venv().join("bin/python"))
+        .env("MOTO_RECORDER_FILEPATH", &recording)
         .arg(root().join("localstack/emulator.py"))
         // Targets of a target group no listener uses report `unused`, as on AWS.
         .args(["--port", "0", "--exit-on-stdin-eof", "--report-not-in-use"])
