@@ -517,6 +517,21 @@ fn failure_reasons(
     reasons
 }
 
+/// Whether a rollback already flipped but did not finish its tags (it was interrupted): the
+/// warm fleet has the traffic while the fleet tagged live has none. Running `rollback` again
+/// then finishes that rollback instead of flipping back to the release it left.
+pub fn rollback_unsettled(spec: &Spec, observed: &Observed) -> bool {
+    let Ok(live) = live(spec, observed) else {
+        return false;
+    };
+    let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() else {
+        return false;
+    };
+    live.occupant.phase() == Some(Phase::Warm)
+        && idle.phase() == Some(Phase::Live)
+        && idle.tags.managed_for(&spec.service)
+}
+
 /// The step of `greenlight rollback`: route back to the warm previous release, now, or say why
 /// not. It never waits: a rollback is for when things are on fire.
 pub fn decide_rollback(spec: &Spec, observed: &Observed) -> Result<Action, Refusal> {

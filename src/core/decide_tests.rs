@@ -2375,3 +2375,32 @@ fn warm_suspends_only_what_was_running_and_live_resumes_only_that() {
         }))
     );
 }
+
+#[test]
+fn an_unsettled_rollback_is_told_apart_from_an_unsettled_deploy() {
+    // Rollback flipped to the warm v1; v2 still tagged live.
+    let after_rollback = live_in(
+        Slot::A,
+        vec![ours("v1", Phase::Warm).serving(2)],
+        vec![ours("v2", Phase::Live).image(AMI_2).serving(2)],
+    );
+    assert!(super::rollback_unsettled(&spec(), &after_rollback));
+    // Deploy flipped to the provisioning v2; v1 still tagged live: a rollback must flip.
+    let after_deploy = live_in(
+        Slot::B,
+        vec![ours("v1", Phase::Live).serving(2)],
+        vec![ours("v2", Phase::Provisioning).image(AMI_2).serving(2)],
+    );
+    assert!(!super::rollback_unsettled(&spec(), &after_deploy));
+    assert!(matches!(
+        decide_rollback(&spec(), &after_deploy),
+        Ok(Action::Flip { .. })
+    ));
+    // Settled: nothing is pending.
+    let settled = live_in(
+        Slot::A,
+        vec![ours("v1", Phase::Live).serving(2)],
+        vec![ours("v2", Phase::Warm).image(AMI_2).serving(2)],
+    );
+    assert!(!super::rollback_unsettled(&spec(), &settled));
+}

@@ -1,7 +1,7 @@
 //! `greenlight rollback`: one router call back to the warm previous release, then the tags.
 
 use crate::core::cloud::Cloud;
-use crate::core::decide::{Action, decide_rollback, settle};
+use crate::core::decide::{Action, decide_rollback, live, rollback_unsettled, settle};
 use crate::core::router::Slot;
 use crate::core::spec::Spec;
 
@@ -33,19 +33,29 @@ pub async fn rollback<C: Cloud, K: Clock>(
 ) -> Result<RolledBack, Failure> {
     check_resources(cloud, spec).await?;
     let observed = observe(cloud, spec).await.map_err(Failure::cloud(false))?;
-    let flip = decide_rollback(spec, &observed)?;
-    let Action::Flip { to, release, .. } = &flip else {
-        unreachable!("decide_rollback only flips")
+    let rolled_back = if rollback_unsettled(spec, &observed) {
+        // An interrupted rollback: traffic is already back; only its tags are left to do.
+        let live = live(spec, &observed)?;
+        RolledBack {
+            release: live.occupant.release(),
+            slot: live.slot,
+        }
+    } else {
+        let flip = decide_rollback(spec, &observed)?;
+        let Action::Flip { to, release, .. } = &flip else {
+            unreachable!("decide_rollback only flips")
+        };
+        let slot = spec.slots.slot_of(to).expect("flip targets a slot");
+        reporter.report(&Event::Step {
+            action: flip.clone(),
+        });
+        apply(cloud, spec, &flip, clock.now()).await?;
+        RolledBack {
+            release: release.clone(),
+            slot,
+        }
     };
-    let slot = spec.slots.slot_of(to).expect("flip targets a slot");
-    let rolled_back = RolledBack {
-        release: release.clone(),
-        slot,
-    };
-    reporter.report(&Event::Step {
-        action: flip.clone(),
-    });
-    apply(cloud, spec, &flip, clock.now()).await?;
+    let slot = rolled_back.slot;
     // Marking warm, then live: two steps, plus slack for a tag write AWS shows late.
     for _ in 0..MAX_SETTLE_PASSES {
         let observed = observe(cloud, spec).await.map_err(Failure::cloud(true))?;

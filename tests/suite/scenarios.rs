@@ -700,3 +700,32 @@ fn a_target_group_of_another_load_balancer_is_bad_input() {
     );
     assert_eq!(w.mutations(), Vec::<String>::new());
 }
+
+#[test]
+fn an_interrupted_rollback_is_finished_not_repeated() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    // The flip lands; the connection drops before the tags are written.
+    w.cloud.fail(
+        "tag_fleet",
+        1,
+        FaultTiming::Before,
+        CloudErrorKind::Unavailable,
+    );
+    let failure = w.rollback().unwrap_err();
+    assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION, "{failure}");
+    assert_eq!(w.live_target_group(), tg(sample::TG_A));
+    let routes = w.cloud.count("route");
+
+    // Running rollback again finishes it: no flip back to v2.
+    assert_eq!(w.rollback().unwrap(), sample::BLUE);
+    assert_eq!(w.cloud.count("route"), routes);
+    assert_eq!(w.live_target_group(), tg(sample::TG_A));
+    assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("live"));
+    assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("warm"));
+
+    // And a third rollback is a real one again, back to v2.
+    assert_eq!(w.rollback().unwrap(), "v2");
+    assert_eq!(w.live_target_group(), tg(sample::TG_B));
+    w.assert_safe();
+}
