@@ -273,11 +273,26 @@ pub fn settle(
     observed: &Observed,
     now: SystemTime,
 ) -> Result<Option<Action>, Refusal> {
+    settle_after_flip(spec, observed, now, None)
+}
+
+/// [`settle`], for a command that has just flipped traffic away from `left`: that fleet took
+/// traffic, so it becomes warm even if a deploy's flip to it never got as far as marking it live
+/// (a rollback right after an interrupted deploy).
+pub fn settle_after_flip(
+    spec: &Spec,
+    observed: &Observed,
+    now: SystemTime,
+    left: Option<&FleetName>,
+) -> Result<Option<Action>, Refusal> {
     let live = live(spec, observed)?;
     let fresh_flip = live.occupant.phase() != Some(Phase::Live);
     if let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() {
         let was_live = match idle.phase() {
             Some(Phase::Live) => idle.tags.managed_for(&spec.service),
+            Some(Phase::Provisioning) => {
+                left == Some(&idle.fleet.name) && idle.tags.managed_for(&spec.service)
+            }
             // Adopt a never-tagged fleet only right after greenlight flipped away from it; an
             // unknown fleet that merely sits in the idle slot is left alone.
             None => {

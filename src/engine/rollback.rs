@@ -1,7 +1,7 @@
 //! `greenlight rollback`: one router call back to the warm previous release, then the tags.
 
 use crate::core::cloud::Cloud;
-use crate::core::decide::{Action, decide_rollback, live, rollback_unsettled, settle};
+use crate::core::decide::{Action, decide_rollback, live, rollback_unsettled, settle_after_flip};
 use crate::core::router::Slot;
 use crate::core::spec::Spec;
 
@@ -33,6 +33,8 @@ pub async fn rollback<C: Cloud, K: Clock>(
 ) -> Result<RolledBack, Failure> {
     check_resources(cloud, spec).await?;
     let observed = observe(cloud, spec).await.map_err(Failure::cloud(false))?;
+    // The fleet that had the traffic before this rollback, if it flips.
+    let mut left = None;
     let rolled_back = if rollback_unsettled(spec, &observed) {
         // An interrupted rollback: traffic is already back; only its tags are left to do.
         let live = live(spec, &observed)?;
@@ -41,6 +43,7 @@ pub async fn rollback<C: Cloud, K: Clock>(
             slot: live.slot,
         }
     } else {
+        left = Some(live(spec, &observed)?.occupant.fleet.name.clone());
         let flip = decide_rollback(spec, &observed)?;
         let Action::Flip { to, release, .. } = &flip else {
             unreachable!("decide_rollback only flips")
@@ -60,7 +63,7 @@ pub async fn rollback<C: Cloud, K: Clock>(
     for _ in 0..MAX_SETTLE_PASSES {
         let observed = observe(cloud, spec).await.map_err(Failure::cloud(true))?;
         let now = clock.now();
-        let Some(action) = settle(spec, &observed, now)? else {
+        let Some(action) = settle_after_flip(spec, &observed, now, left.as_ref())? else {
             break;
         };
         reporter.report(&Event::Step {

@@ -729,3 +729,28 @@ fn an_interrupted_rollback_is_finished_not_repeated() {
     assert_eq!(w.live_target_group(), tg(sample::TG_B));
     w.assert_safe();
 }
+
+#[test]
+fn rollback_right_after_an_interrupted_deploy_leaves_a_clean_state() {
+    let w = world();
+    // The deploy flips to v2, then stops before blue is marked warm.
+    w.cloud.fail(
+        "suspend_processes",
+        1,
+        FaultTiming::Before,
+        CloudErrorKind::Unavailable,
+    );
+    assert!(w.deploy("v2", sample::NEXT_IMAGE).0.is_err());
+    assert_eq!(w.live_target_group(), tg(sample::TG_B));
+
+    assert_eq!(w.rollback().unwrap(), sample::BLUE);
+    assert_eq!(w.live_target_group(), tg(sample::TG_A));
+    assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("live"));
+    // v2 took traffic, so it is warm now, not a deploy still in progress.
+    assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("warm"));
+
+    // So the next release is not blocked by it.
+    assert!(w.deploy("v3", sample::THIRD_IMAGE).0.unwrap().flipped);
+    assert_eq!(w.live_target_group(), tg(sample::TG_B));
+    w.assert_safe();
+}
