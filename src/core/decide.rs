@@ -440,6 +440,14 @@ fn decide_deploy_inner(
     }
 
     if idle.release() != release {
+        // Serving a target group outside the slots (another listener's, say) is taking traffic.
+        let others: Vec<&str> = idle
+            .fleet
+            .target_groups
+            .iter()
+            .filter(|tg| spec.slots.slot_of(tg).is_none())
+            .map(|tg| tg.short_name())
+            .collect();
         return match idle.phase() {
             Some(Phase::Creating | Phase::Provisioning) => Err(Refusal::new(
                 RefusalKind::Busy,
@@ -452,33 +460,18 @@ fn decide_deploy_inner(
                     idle.release()
                 ),
             )),
-            // Serving another target group (another listener's, say) is taking traffic.
-            _ if idle
-                .fleet
-                .target_groups
-                .iter()
-                .any(|tg| spec.slots.slot_of(tg).is_none()) =>
-            {
-                let others: Vec<&str> = idle
-                    .fleet
-                    .target_groups
-                    .iter()
-                    .filter(|tg| spec.slots.slot_of(tg).is_none())
-                    .map(|tg| tg.short_name())
-                    .collect();
-                Err(Refusal::new(
-                    RefusalKind::NeedsAttention,
-                    format!(
-                        "release {} (fleet {}) must make room in target group {}, but it also \
-                         serves target group {}; greenlight will not delete it. Detach it from \
-                         those target groups or delete it, then retry",
-                        idle.release(),
-                        idle.fleet.name,
-                        idle_tg.short_name(),
-                        others.join(", ")
-                    ),
-                ))
-            }
+            _ if !others.is_empty() => Err(Refusal::new(
+                RefusalKind::NeedsAttention,
+                format!(
+                    "release {} (fleet {}) must make room in target group {}, but it also \
+                     serves target group {}; greenlight will not delete it. Detach it from \
+                     those target groups or delete it, then retry",
+                    idle.release(),
+                    idle.fleet.name,
+                    idle_tg.short_name(),
+                    others.join(", ")
+                ),
+            )),
             phase => Ok(Decision::Act(Action::RetireFleet {
                 fleet: idle.fleet.name.clone(),
                 release: idle.release(),
