@@ -9,7 +9,7 @@ use crate::aws::AwsCloud;
 use crate::core::decide::{DeployRequest, Launch};
 use crate::core::names::{ImageId, ReleaseName};
 use crate::core::spec::{ConfigError, Spec};
-use crate::engine::clock::{Clock, SystemClock};
+use crate::engine::clock::SystemClock;
 use crate::engine::events::Event;
 use crate::engine::failure::Failure;
 use crate::engine::{deploy, rollback, status, validate};
@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             rollback::rollback(&cloud, &clock, reporter.as_mut(), &spec).await?;
         }
         Command::Status => {
-            let report = status::status(&cloud, &spec, clock.now()).await?;
+            let report = status::status(&cloud, &spec).await?;
             match cli.output {
                 Format::Human => human::print_status(&report),
                 Format::Json => json::print_line(&report),

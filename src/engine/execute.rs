@@ -51,10 +51,7 @@ pub async fn apply<C: Cloud>(
         Action::ConfigureFleet(green) => {
             let fleet = &green.fleet;
             let live = cloud.fleet_config(&green.source).await.map_err(cloud_err)?;
-            let created = cloud
-                .fleet_config(fleet)
-                .await
-                .map_err(Failure::cloud(true))?;
+            let created = cloud.fleet_config(fleet).await.map_err(cloud_err)?;
             let version = created
                 .launch
                 .template()
@@ -64,11 +61,11 @@ pub async fn apply<C: Cloud>(
             cloud
                 .configure_fleet(fleet, &twin.config)
                 .await
-                .map_err(Failure::cloud(true))?;
+                .map_err(cloud_err)?;
             cloud
                 .set_capacity(fleet, live.capacity)
                 .await
-                .map_err(Failure::cloud(true))?;
+                .map_err(cloud_err)?;
             set_phase(cloud, fleet, Phase::Provisioning, &[]).await?;
         }
         Action::ReviveFleet { fleet, capacity } => {
@@ -79,7 +76,7 @@ pub async fn apply<C: Cloud>(
             cloud
                 .untag_fleet(fleet, &[tags::FAILURE.to_owned()])
                 .await
-                .map_err(Failure::cloud(true))?;
+                .map_err(cloud_err)?;
             set_phase(cloud, fleet, Phase::Provisioning, &[]).await?;
         }
         Action::Flip { to, from, .. } => {
@@ -109,7 +106,7 @@ pub async fn apply<C: Cloud>(
                     ],
                 )
                 .await
-                .map_err(Failure::cloud(true))?;
+                .map_err(cloud_err)?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),
@@ -132,7 +129,7 @@ pub async fn apply<C: Cloud>(
             cloud
                 .suspend_processes(fleet, suspend)
                 .await
-                .map_err(Failure::cloud(true))?;
+                .map_err(cloud_err)?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),

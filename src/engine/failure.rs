@@ -61,7 +61,7 @@ impl From<Refusal> for Failure {
 }
 
 impl Failure {
-    pub fn cloud(changed: bool) -> impl FnOnce(CloudError) -> Failure {
+    pub fn cloud(changed: bool) -> impl Fn(CloudError) -> Failure + Copy {
         move |error| Failure::Cloud { error, changed }
     }
 }

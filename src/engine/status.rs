@@ -1,7 +1,5 @@
 //! `greenlight status`: where traffic goes and what serves it, read-only.
 
-use std::time::SystemTime;
-
 use serde::Serialize;
 
 use crate::core::cloud::Cloud;
@@ -53,7 +51,7 @@ pub struct SlotStatus {
 }
 
 /// The report for an observation; pure, so its shape is tested without AWS.
-pub fn report(spec: &Spec, observed: &Observed, _now: SystemTime) -> StatusReport {
+pub fn report(spec: &Spec, observed: &Observed) -> StatusReport {
     let routing = observed.routing(&spec.slots);
     let live_slot = match routing {
         Routing::Live(slot) => Some(slot),
@@ -117,12 +115,8 @@ fn slot_status(observed: &Observed, slot: Slot) -> SlotStatus {
     status
 }
 
-pub async fn status<C: Cloud>(
-    cloud: &C,
-    spec: &Spec,
-    now: SystemTime,
-) -> Result<StatusReport, Failure> {
+pub async fn status<C: Cloud>(cloud: &C, spec: &Spec) -> Result<StatusReport, Failure> {
     check_resources(cloud, spec).await?;
     let observed = observe(cloud, spec).await.map_err(Failure::cloud(false))?;
-    Ok(report(spec, &observed, now))
+    Ok(report(spec, &observed))
 }
