@@ -10,10 +10,14 @@ pub const INTERNAL: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 /// The release failed; traffic stayed on (or returned to) the previous release.
 pub const RELEASE_FAILED: u8 = 3;
-/// Another deploy is in progress.
+/// Another runner holds the service's lock, or another release is in progress.
 pub const BUSY: u8 = 4;
 /// Needs attention: AWS is in a state greenlight will not act on, or rollback is impossible.
 pub const NEEDS_ATTENTION: u8 = 5;
+/// Stopped by SIGINT (Ctrl-C) at a safe point: 128 + 2.
+pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM (a cancelled pipeline) at a safe point: 128 + 15.
+pub const TERMINATED: u8 = 143;
 
 /// The table `--help` prints.
 pub const HELP: &str = "\
@@ -22,8 +26,10 @@ Exit codes:
   1  unexpected error (AWS unreachable, or a bug); nothing was changed
   2  bad input or config (nothing was changed)
   3  release failed; traffic stayed on (or returned to) the previous release
-  4  another deploy is in progress
-  5  needs attention: state inconsistent, rollback impossible, or a step failed part-way";
+  4  busy: another runner holds the service's lock, or another release is in progress
+  5  needs attention: state inconsistent, rollback impossible, or a step failed part-way
+130  stopped by SIGINT (Ctrl-C) at a safe point; re-run to resume
+143  stopped by SIGTERM (e.g. a cancelled pipeline) at a safe point; re-run to resume";
 
 pub fn code(failure: &Failure) -> u8 {
     match failure {
@@ -31,6 +37,7 @@ pub fn code(failure: &Failure) -> u8 {
         Failure::ReleaseFailed { .. } => RELEASE_FAILED,
         Failure::Busy(_) => BUSY,
         Failure::NeedsAttention(_) => NEEDS_ATTENTION,
+        Failure::Interrupted { signal, .. } => signal.exit_code(),
         Failure::Cloud { changed: true, .. } => NEEDS_ATTENTION,
         Failure::Cloud {
             error,

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::core::cloud::{
-    Cloud, CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion, TargetGroupInfo,
+    Cloud, CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion, ROUTER_CHANGED,
+    TargetGroupInfo,
 };
 use crate::core::fleet::{
     Capacity, FleetConfig, FleetInstance, FleetLaunch, FleetSummary, FleetTag, LaunchTemplateRef,
@@ -15,7 +16,9 @@ use crate::core::fleet::{
 };
 use crate::core::health::{TargetHealth, TargetState, fleet_health};
 use crate::core::names::{FleetName, ImageId, TargetGroupArn};
-use crate::core::router::{Forward, RouterAction, RouterId, RouterState, Weight};
+use crate::core::router::{
+    Forward, RouterAction, RouterId, RouterState, RouterWrite, Weight, same_forwards,
+};
 use crate::core::spec::Spec;
 use crate::engine::clock::Clock;
 
@@ -129,7 +132,7 @@ struct FakeFleet {
 /// How long a deleted group stays visible as "Delete in progress".
 const DELETION_LINGERS: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct World {
     routers: Vec<(RouterId, RouterAction)>,
     target_groups: BTreeMap<TargetGroupArn, TargetGroupInfo>,
@@ -143,10 +146,22 @@ struct World {
     routes: Vec<Vec<Forward>>,
     faults: Vec<Fault>,
     violations: Vec<String>,
+    /// Lock objects by name: (id, tags).
+    locks: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    next_lock: u64,
+    /// Client tokens of creates that succeeded, with what they returned.
+    tokens: BTreeMap<String, String>,
+    /// Who held each lock object while a change was made: (lock id, holder token).
+    mutations_under: Vec<(String, Option<String>)>,
+    /// Called before every call, with the operation: tests use it to act "meanwhile" (another
+    /// runner, a person at the console) at a precise point.
+    hook: Option<Arc<dyn Fn(&str) + Send + Sync>>,
 }
 
 pub struct FakeCloud {
-    world: Mutex<World>,
+    world: Arc<Mutex<World>>,
+    /// Which runner this handle is (its lock holder token), when a test runs several.
+    runner: Option<String>,
     clock: Arc<FakeClock>,
 }
 
@@ -165,7 +180,8 @@ pub mod sample {
 impl FakeCloud {
     pub fn new(clock: Arc<FakeClock>) -> FakeCloud {
         FakeCloud {
-            world: Mutex::new(World::default()),
+            world: Arc::new(Mutex::new(World::default())),
+            runner: None,
             clock,
         }
     }
@@ -233,6 +249,40 @@ impl FakeCloud {
 
     fn lock(&self) -> MutexGuard<'_, World> {
         self.world.lock().expect("fake world lock")
+    }
+
+    /// Another handle on the same world for a second runner, whose lock holder token is
+    /// `token`: every change it makes is checked to happen while it holds the lock.
+    pub fn runner(&self, token: &str) -> FakeCloud {
+        FakeCloud {
+            world: self.world.clone(),
+            runner: Some(token.to_owned()),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// Runs `hook` before every call from now on, with the operation's name.
+    pub fn on_call(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.lock().hook = Some(Arc::new(hook));
+    }
+
+    /// The lock object of `name`, as (id, tags).
+    pub fn lock_object(&self, name: &str) -> Option<(String, BTreeMap<String, String>)> {
+        self.lock().locks.get(name).cloned()
+    }
+
+    /// Puts a lock object in place, as another runner (or a crashed one) would have.
+    pub fn put_lock(&self, name: &str, tags: BTreeMap<String, String>) -> String {
+        let mut w = self.lock();
+        w.next_lock += 1;
+        let id = format!("lt-lock{:010}", w.next_lock);
+        w.locks.insert(name.to_owned(), (id.clone(), tags));
+        id
+    }
+
+    /// Every (call, holder) of a change: which lock token was in place when it was made.
+    pub fn changes_under_lock(&self) -> Vec<(String, Option<String>)> {
+        self.lock().mutations_under.clone()
     }
 
     /// Adds a fleet whose instances are already up (`age` ago).
@@ -384,11 +434,18 @@ impl FakeCloud {
         operation: &str,
         f: impl FnOnce(&mut World, SystemTime) -> CloudResult<T>,
     ) -> CloudResult<T> {
+        let hook = self.lock().hook.clone();
+        if let Some(hook) = hook {
+            hook(operation);
+        }
         let now = self.clock.now();
         let mut w = self.lock();
         w.fleets
             .retain(|_, f| f.deleted_at.is_none_or(|at| now < at + DELETION_LINGERS));
         w.calls.push(operation.to_owned());
+        if CHANGES.contains(&operation) {
+            self.watch_lock(&mut w, operation);
+        }
         let occurrence = w.calls.iter().filter(|c| *c == operation).count();
         let fault = w
             .faults
@@ -402,6 +459,55 @@ impl FakeCloud {
         match fault {
             Some(fault) if result.is_ok() => Err(fault.error),
             _ => result,
+        }
+    }
+}
+
+/// The calls that change a service (lock calls and `tag_fleet`, which may carry a request,
+/// are judged on their own).
+const CHANGES: [&str; 12] = [
+    "create_launch_template_version",
+    "create_fleet",
+    "configure_fleet",
+    "set_capacity",
+    "untag_fleet",
+    "suspend_processes",
+    "resume_processes",
+    "delete_fleet",
+    "route",
+    "tag_fleet",
+    "tag_lock",
+    "delete_lock",
+];
+
+impl FakeCloud {
+    /// Invariant 4: a change is made by the runner holding the service's lock (any holder, for a
+    /// handle that is not a named runner). `promote`/`abort` requests are tags anyone may write;
+    /// `tag_fleet` reports those itself.
+    fn watch_lock(&self, w: &mut World, operation: &str) {
+        if matches!(operation, "tag_fleet" | "tag_lock" | "delete_lock") {
+            return;
+        }
+        self.record_change(w, operation);
+    }
+
+    fn record_change(&self, w: &mut World, operation: &str) {
+        let holders: Vec<String> = w
+            .locks
+            .values()
+            .filter_map(|(_, tags)| tags.get(crate::core::lock::TOKEN).cloned())
+            .collect();
+        let held = match &self.runner {
+            Some(me) => holders.iter().any(|h| h == me),
+            None => !holders.is_empty(),
+        };
+        w.mutations_under
+            .push((operation.to_owned(), holders.first().cloned()));
+        if !held {
+            w.violations.push(format!(
+                "{operation} by {} while it did not hold the lock (holders: {holders:?})",
+                self.runner.as_deref().unwrap_or("a runner")
+            ));
         }
     }
 }
@@ -662,8 +768,17 @@ impl Cloud for FakeCloud {
         source_version: u64,
         image: &ImageId,
         description: &str,
+        client_token: &str,
     ) -> CloudResult<LaunchTemplateVersion> {
         self.call("create_launch_template_version", |w, _| {
+            // As EC2 does: the same token returns what the first request made.
+            if let Some(number) = w.tokens.get(client_token).cloned() {
+                return w
+                    .templates
+                    .get(template_id)
+                    .and_then(|vs| vs.iter().find(|v| v.number.to_string() == number).cloned())
+                    .ok_or_else(|| not_found("CreateLaunchTemplateVersion", number));
+            }
             let versions = w.templates.get_mut(template_id).ok_or_else(|| {
                 not_found(
                     "CreateLaunchTemplateVersion",
@@ -683,7 +798,15 @@ impl Cloud for FakeCloud {
                 description: Some(description.into()),
             };
             versions.push(version.clone());
+            w.tokens
+                .insert(client_token.to_owned(), version.number.to_string());
             Ok(version)
+        })
+    }
+
+    async fn fleet_summary(&self, name: &FleetName) -> CloudResult<Option<FleetSummary>> {
+        self.call("fleet_summary", |w, now| {
+            Ok(w.fleets.get(name).map(|f| summarize(name, f, now)))
         })
     }
 
@@ -746,7 +869,13 @@ impl Cloud for FakeCloud {
     }
 
     async fn tag_fleet(&self, name: &FleetName, tags: &[(String, String)]) -> CloudResult<()> {
+        let request_only = tags
+            .iter()
+            .all(|(k, _)| k == crate::core::tags::PROMOTED || k == crate::core::tags::ABORT);
         self.call("tag_fleet", |w, _| {
+            if !request_only {
+                self.record_change(w, "tag_fleet");
+            }
             let fleet = w.fleet_mut("CreateOrUpdateTags", name)?;
             for (key, value) in tags {
                 match fleet.config.tags.iter_mut().find(|t| &t.key == key) {
@@ -809,8 +938,22 @@ impl Cloud for FakeCloud {
         })
     }
 
-    async fn route(&self, id: &RouterId, forwards: &[Forward]) -> CloudResult<()> {
+    async fn route(&self, id: &RouterId, write: &RouterWrite) -> CloudResult<Vec<Forward>> {
+        let forwards = &write.forwards;
         self.call("route", |w, now| {
+            let current = match w.routers.iter().find(|(r, _)| r == id) {
+                Some((_, RouterAction::Forward { forwards })) => forwards.clone(),
+                Some((_, RouterAction::Other { .. })) => Vec::new(),
+                None => return Err(not_found("DescribeListeners", id.to_string())),
+            };
+            if !same_forwards(&current, &write.expected) {
+                return Err(CloudError::new(
+                    CloudErrorKind::Conflict,
+                    "DescribeListeners",
+                    format!("{id} changed since it was read"),
+                )
+                .with_code(ROUTER_CHANGED));
+            }
             for forward in forwards.iter().filter(|f| f.weight.get() > 0) {
                 let fleets: Vec<(FleetName, FakeFleet)> = w
                     .fleets
@@ -840,6 +983,61 @@ impl Cloud for FakeCloud {
                 forwards: forwards.to_vec(),
             };
             w.routes.push(forwards.to_vec());
+            Ok(forwards.to_vec())
+        })
+    }
+
+    async fn create_lock(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+        client_token: &str,
+    ) -> CloudResult<String> {
+        self.call("create_lock", |w, _| {
+            if let Some(id) = w.tokens.get(client_token).cloned() {
+                return Ok(id);
+            }
+            if w.locks.contains_key(name) {
+                return Err(CloudError::new(
+                    CloudErrorKind::Conflict,
+                    "CreateLaunchTemplate",
+                    "Launch template name already in use.",
+                )
+                .with_code("InvalidLaunchTemplateName.AlreadyExistsException"));
+            }
+            w.next_lock += 1;
+            let id = format!("lt-lock{:010}", w.next_lock);
+            w.locks.insert(
+                name.to_owned(),
+                (id.clone(), tags.iter().cloned().collect()),
+            );
+            w.tokens.insert(client_token.to_owned(), id.clone());
+            Ok(id)
+        })
+    }
+
+    async fn read_lock(
+        &self,
+        name: &str,
+    ) -> CloudResult<Option<(String, BTreeMap<String, String>)>> {
+        self.call("read_lock", |w, _| Ok(w.locks.get(name).cloned()))
+    }
+
+    async fn tag_lock(&self, id: &str, tags: &[(String, String)]) -> CloudResult<()> {
+        self.call("tag_lock", |w, _| {
+            let (_, existing) = w
+                .locks
+                .values_mut()
+                .find(|(lock_id, _)| lock_id == id)
+                .ok_or_else(|| not_found("CreateTags", format!("launch template {id}")))?;
+            existing.extend(tags.iter().cloned());
+            Ok(())
+        })
+    }
+
+    async fn delete_lock(&self, id: &str) -> CloudResult<()> {
+        self.call("delete_lock", |w, _| {
+            w.locks.retain(|_, (lock_id, _)| lock_id != id);
             Ok(())
         })
     }

@@ -79,6 +79,25 @@ impl AutoScaling {
         Ok(fleets)
     }
 
+    /// One group by name, summarised; `None` when there is no such group.
+    pub(crate) async fn fleet_summary(
+        &self,
+        name: &FleetName,
+    ) -> CloudResult<Option<FleetSummary>> {
+        let out = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name.as_str())
+            .send()
+            .await
+            .map_err(self.endpoint.on(DESCRIBE_AUTO_SCALING_GROUPS))?;
+        out.auto_scaling_groups()
+            .iter()
+            .find(|g| g.auto_scaling_group_name() == Some(name.as_str()))
+            .map(convert::summary)
+            .transpose()
+    }
+
     async fn group(&self, name: &FleetName) -> CloudResult<AutoScalingGroup> {
         let out = self
             .client

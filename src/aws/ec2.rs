@@ -2,7 +2,12 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{ImageState, RequestLaunchTemplateData};
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{
+    ImageState, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType,
+    Tag, TagSpecification,
+};
 
 use super::error::{Endpoint, missing};
 use crate::core::cloud::{CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion};
@@ -13,6 +18,9 @@ const DESCRIBE_IMAGES: &str = "DescribeImages";
 const DESCRIBE_LAUNCH_TEMPLATES: &str = "DescribeLaunchTemplates";
 const DESCRIBE_LAUNCH_TEMPLATE_VERSIONS: &str = "DescribeLaunchTemplateVersions";
 const CREATE_LAUNCH_TEMPLATE_VERSION: &str = "CreateLaunchTemplateVersion";
+const CREATE_LAUNCH_TEMPLATE: &str = "CreateLaunchTemplate";
+const DELETE_LAUNCH_TEMPLATE: &str = "DeleteLaunchTemplate";
+const CREATE_TAGS: &str = "CreateTags";
 
 /// The most versions DescribeLaunchTemplateVersions returns per page.
 const MAX_RESULTS: i32 = 200;
@@ -136,12 +144,15 @@ impl Ec2 {
         source_version: u64,
         image: &ImageId,
         description: &str,
+        client_token: &str,
     ) -> CloudResult<LaunchTemplateVersion> {
         let op = CREATE_LAUNCH_TEMPLATE_VERSION;
-        // The SDK fills in ClientToken once per call, so its own retries cannot add a version.
+        // The token is derived from the request, so a repeat after a lost answer (by the SDK's
+        // retries or by a re-run) returns the version the first one made.
         let out = self
             .client
             .create_launch_template_version()
+            .client_token(client_token)
             .launch_template_id(template_id)
             .source_version(source_version.to_string())
             .launch_template_data(
@@ -157,6 +168,123 @@ impl Ec2 {
             .launch_template_version()
             .ok_or_else(|| missing(op, "its answer", "LaunchTemplateVersion"))?;
         version(op, created)
+    }
+}
+
+/// The lock: a launch template whose name is unique per service (see `core::lock`). It never
+/// launches anything; its template data only tags, so anything launched from it by mistake says
+/// what it came from.
+impl Ec2 {
+    pub(crate) async fn create_lock(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+        client_token: &str,
+    ) -> CloudResult<String> {
+        let op = CREATE_LAUNCH_TEMPLATE;
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let out = self
+            .client
+            .create_launch_template()
+            .launch_template_name(name)
+            .client_token(client_token)
+            .version_description("greenlight lock; launches nothing")
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .tag_specifications(
+                        LaunchTemplateTagSpecificationRequest::builder()
+                            .resource_type(ResourceType::Instance)
+                            .tags(
+                                Tag::builder()
+                                    .key("greenlight:launched-from-lock")
+                                    .value(name)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::LaunchTemplate)
+                    .set_tags(Some(tags))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(self.endpoint.on(op))?;
+        out.launch_template()
+            .and_then(|t| t.launch_template_id())
+            .map(str::to_owned)
+            .ok_or_else(|| missing(op, "its answer", "LaunchTemplateId"))
+    }
+
+    pub(crate) async fn read_lock(
+        &self,
+        name: &str,
+    ) -> CloudResult<Option<(String, BTreeMap<String, String>)>> {
+        let op = DESCRIBE_LAUNCH_TEMPLATES;
+        let out = self
+            .client
+            .describe_launch_templates()
+            .launch_template_names(name)
+            .send()
+            .await
+            .map_err(self.endpoint.on(op));
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.kind == CloudErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(template) = out
+            .launch_templates()
+            .iter()
+            .find(|t| t.launch_template_name() == Some(name))
+        else {
+            return Ok(None);
+        };
+        let id = template
+            .launch_template_id()
+            .ok_or_else(|| missing(op, "a launch template", "LaunchTemplateId"))?;
+        let tags = template
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect();
+        Ok(Some((id.to_owned(), tags)))
+    }
+
+    pub(crate) async fn tag_lock(&self, id: &str, tags: &[(String, String)]) -> CloudResult<()> {
+        self.client
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map(drop)
+            .map_err(self.endpoint.on(CREATE_TAGS))
+    }
+
+    pub(crate) async fn delete_lock(&self, id: &str) -> CloudResult<()> {
+        match self
+            .client
+            .delete_launch_template()
+            .launch_template_id(id)
+            .send()
+            .await
+            .map_err(self.endpoint.on(DELETE_LAUNCH_TEMPLATE))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -3,14 +3,18 @@
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig, TargetGroupTuple,
 };
 
 use super::error::{Endpoint, missing};
-use crate::core::cloud::{CloudError, CloudErrorKind, CloudResult, TargetGroupInfo};
+use crate::core::cloud::{
+    CloudError, CloudErrorKind, CloudResult, ROUTER_CHANGED, TargetGroupInfo,
+};
 use crate::core::health::{TargetHealth, TargetState};
 use crate::core::names::TargetGroupArn;
-use crate::core::router::{Forward, RouterAction, RouterId, RouterState, Weight};
+use crate::core::router::{
+    Forward, RouterAction, RouterId, RouterState, RouterWrite, Stickiness, Weight, same_forwards,
+};
 
 const DESCRIBE_LISTENERS: &str = "DescribeListeners";
 const DESCRIBE_RULES: &str = "DescribeRules";
@@ -47,29 +51,64 @@ impl Elbv2 {
         })
     }
 
-    pub(crate) async fn route(&self, id: &RouterId, forwards: &[Forward]) -> CloudResult<()> {
-        let (_, actions) = self.actions(id).await?;
-        let actions = with_forwards(&actions, forwards);
-        match id {
-            RouterId::Listener(arn) => self
-                .client
-                .modify_listener()
-                .listener_arn(arn.as_str())
-                .set_default_actions(Some(actions))
-                .send()
-                .await
-                .map(drop)
-                .map_err(self.endpoint.on(MODIFY_LISTENER)),
-            RouterId::Rule(arn) => self
-                .client
-                .modify_rule()
-                .rule_arn(arn.as_str())
-                .set_actions(Some(actions))
-                .send()
-                .await
-                .map(drop)
-                .map_err(self.endpoint.on(MODIFY_RULE)),
+    /// The write is conditional on the router still forwarding as `write.expected`: the read
+    /// it needs anyway (to keep authentication actions) is the check. AWS answers a modify with
+    /// the actions it stored, which are returned as read back.
+    pub(crate) async fn route(
+        &self,
+        id: &RouterId,
+        write: &RouterWrite,
+    ) -> CloudResult<Vec<Forward>> {
+        let (read_op, actions) = self.actions(id).await?;
+        let now = match read_action(read_op, &actions)? {
+            RouterAction::Forward { forwards } => forwards,
+            RouterAction::Other { .. } => Vec::new(),
+        };
+        if !same_forwards(&now, &write.expected) {
+            return Err(CloudError::new(
+                CloudErrorKind::Conflict,
+                read_op,
+                format!(
+                    "{id} changed since greenlight read it (it forwards to {}); not writing",
+                    describe(&now)
+                ),
+            )
+            .with_code(ROUTER_CHANGED));
         }
+        let actions = with_forwards(&actions, &write.forwards, write.stickiness);
+        let (op, answered) = match id {
+            RouterId::Listener(arn) => (
+                MODIFY_LISTENER,
+                self.client
+                    .modify_listener()
+                    .listener_arn(arn.as_str())
+                    .set_default_actions(Some(actions))
+                    .send()
+                    .await
+                    .map_err(self.endpoint.on(MODIFY_LISTENER))?
+                    .listeners()
+                    .first()
+                    .map(|l| l.default_actions().to_vec()),
+            ),
+            RouterId::Rule(arn) => (
+                MODIFY_RULE,
+                self.client
+                    .modify_rule()
+                    .rule_arn(arn.as_str())
+                    .set_actions(Some(actions))
+                    .send()
+                    .await
+                    .map_err(self.endpoint.on(MODIFY_RULE))?
+                    .rules()
+                    .first()
+                    .map(|r| r.actions().to_vec()),
+            ),
+        };
+        let answered = answered.ok_or_else(|| missing(op, "its answer", "the modified actions"))?;
+        Ok(match read_action(op, &answered)? {
+            RouterAction::Forward { forwards } => forwards,
+            RouterAction::Other { .. } => Vec::new(),
+        })
     }
 
     /// The listener's default actions or the rule's actions, with the operation that read them.
@@ -253,9 +292,39 @@ fn read_action(operation: &str, actions: &[Action]) -> CloudResult<RouterAction>
     Ok(RouterAction::Forward { forwards })
 }
 
+fn describe(forwards: &[Forward]) -> String {
+    let parts: Vec<String> = forwards
+        .iter()
+        .map(|f| format!("{} {}", f.target_group.short_name(), f.weight.get()))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// The stickiness to send: as it was, or as the write says.
+fn stickiness(
+    previous: Option<&ForwardActionConfig>,
+    change: Stickiness,
+) -> Option<TargetGroupStickinessConfig> {
+    match change {
+        Stickiness::Keep => previous.and_then(|p| p.target_group_stickiness_config().cloned()),
+        Stickiness::On(seconds) => Some(
+            TargetGroupStickinessConfig::builder()
+                .enabled(true)
+                .duration_seconds(i32::try_from(seconds).unwrap_or(i32::MAX))
+                .build(),
+        ),
+        Stickiness::Off => Some(
+            TargetGroupStickinessConfig::builder()
+                .enabled(false)
+                .build(),
+        ),
+    }
+}
+
 /// `actions` with the terminal action replaced by a weighted forward to `forwards`: the
-/// actions in front of it (authentication) and the forward's stickiness stay as they were.
-fn with_forwards(actions: &[Action], forwards: &[Forward]) -> Vec<Action> {
+/// actions in front of it (authentication) stay as they were, and the forward's stickiness as
+/// `change` says.
+fn with_forwards(actions: &[Action], forwards: &[Forward], change: Stickiness) -> Vec<Action> {
     let tuples: Vec<TargetGroupTuple> = forwards
         .iter()
         .map(|f| {
@@ -272,9 +341,7 @@ fn with_forwards(actions: &[Action], forwards: &[Forward]) -> Vec<Action> {
             .forward_config(
                 ForwardActionConfig::builder()
                     .set_target_groups(Some(tuples.clone()))
-                    .set_target_group_stickiness_config(
-                        previous.and_then(|p| p.target_group_stickiness_config().cloned()),
-                    )
+                    .set_target_group_stickiness_config(stickiness(previous, change))
                     .build(),
             )
             .build()
@@ -438,7 +505,7 @@ mod tests {
     #[test]
     fn rewrite_keeps_authentication_order_and_stickiness() {
         let before = [oidc(), weighted(&[(A, Some(1)), (B, Some(0))])];
-        let after = with_forwards(&before, &forwards(&[(A, 0), (B, 1)]));
+        let after = with_forwards(&before, &forwards(&[(A, 0), (B, 1)]), Stickiness::Keep);
         assert_eq!(after.len(), 2);
         let auth = after[0].authenticate_oidc_config().unwrap();
         assert_eq!(auth.use_existing_client_secret(), Some(true));
@@ -470,13 +537,30 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_turns_stickiness_on_and_off_as_asked() {
+        let before = [weighted(&[(A, Some(100)), (B, Some(0))])];
+        let on = with_forwards(&before, &forwards(&[(A, 90), (B, 10)]), Stickiness::On(600));
+        let config = on[0].forward_config().unwrap();
+        let sticky = config.target_group_stickiness_config().unwrap();
+        assert_eq!(sticky.enabled(), Some(true));
+        assert_eq!(sticky.duration_seconds(), Some(600));
+        let off = with_forwards(&on, &forwards(&[(A, 100), (B, 0)]), Stickiness::Off);
+        let sticky = off[0]
+            .forward_config()
+            .unwrap()
+            .target_group_stickiness_config()
+            .unwrap();
+        assert_eq!(sticky.enabled(), Some(false));
+    }
+
+    #[test]
     fn rewrite_replaces_a_plain_forward_without_sending_its_arn() {
         let plain = Action::builder()
             .r#type(ActionTypeEnum::Forward)
             .order(1)
             .target_group_arn(A)
             .build();
-        let after = with_forwards(&[plain], &forwards(&[(B, 1), (A, 0)]));
+        let after = with_forwards(&[plain], &forwards(&[(B, 1), (A, 0)]), Stickiness::Keep);
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].target_group_arn(), None);
         assert_eq!(after[0].order(), Some(1));

@@ -256,7 +256,8 @@ fn kind_for_code(code: &str, message: &str) -> Option<CloudErrorKind> {
         | "InvalidNextToken"
         | "InvalidAMIID.Malformed"
         | "InvalidLaunchTemplateId.Malformed"
-        | "InvalidLaunchTemplateName.MalformedException" => InvalidRequest,
+        | "InvalidLaunchTemplateName.MalformedException"
+        | "IdempotentParameterMismatch" => InvalidRequest,
         _ => return None,
     })
 }

@@ -5,6 +5,11 @@ mod ec2;
 mod elbv2;
 mod error;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use self::autoscaling::AutoScaling;
@@ -14,7 +19,16 @@ use crate::core::cloud::{Cloud, CloudResult, LaunchTemplateVersion, TargetGroupI
 use crate::core::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
 use crate::core::health::TargetHealth;
 use crate::core::names::{FleetName, ImageId, TargetGroupArn};
-use crate::core::router::{Forward, RouterId, RouterState};
+use crate::core::router::{Forward, RouterId, RouterState, RouterWrite};
+
+/// Attempts per call (the first and its retries) unless `AWS_MAX_ATTEMPTS` or the profile says
+/// otherwise: the SDK's standard mode, with exponential backoff and jitter.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// How long one attempt may take: a hung connection must not stall a deploy past its deadline.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call may take, retries included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(40);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// greenlight's cloud on AWS: Elastic Load Balancing v2, Auto Scaling and EC2 in one region.
 pub struct AwsCloud {
@@ -27,8 +41,26 @@ pub struct AwsCloud {
 impl AwsCloud {
     /// Loads configuration the way the AWS CLI does (environment, `AWS_PROFILE`, SSO, instance
     /// roles, `AWS_ENDPOINT_URL`, …); `region` overrides the configured region.
-    pub async fn connect(region: Option<&str>) -> AwsCloud {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    ///
+    /// Every call is bounded ([`ATTEMPT_TIMEOUT`], [`CALL_TIMEOUT`]) and retried by the SDK's
+    /// standard retry mode ([`MAX_ATTEMPTS`] unless the environment or profile sets its own).
+    pub async fn connect(region: Option<&str>, profile: Option<&str>) -> AwsCloud {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(CALL_TIMEOUT)
+                .build(),
+        );
+        let configured = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"]
+            .iter()
+            .any(|key| std::env::var_os(key).is_some());
+        if !configured {
+            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        }
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
         if let Some(region) = region {
             loader = loader.region(Region::new(region.to_owned()));
         }
@@ -98,10 +130,21 @@ impl Cloud for AwsCloud {
         source_version: u64,
         image: &ImageId,
         description: &str,
+        client_token: &str,
     ) -> CloudResult<LaunchTemplateVersion> {
         self.ec2
-            .create_launch_template_version(template_id, source_version, image, description)
+            .create_launch_template_version(
+                template_id,
+                source_version,
+                image,
+                description,
+                client_token,
+            )
             .await
+    }
+
+    async fn fleet_summary(&self, name: &FleetName) -> CloudResult<Option<FleetSummary>> {
+        self.autoscaling.fleet_summary(name).await
     }
 
     async fn create_fleet(&self, name: &FleetName, config: &FleetConfig) -> CloudResult<()> {
@@ -136,7 +179,31 @@ impl Cloud for AwsCloud {
         self.autoscaling.delete_fleet(name).await
     }
 
-    async fn route(&self, id: &RouterId, forwards: &[Forward]) -> CloudResult<()> {
-        self.elbv2.route(id, forwards).await
+    async fn route(&self, id: &RouterId, write: &RouterWrite) -> CloudResult<Vec<Forward>> {
+        self.elbv2.route(id, write).await
+    }
+
+    async fn create_lock(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+        client_token: &str,
+    ) -> CloudResult<String> {
+        self.ec2.create_lock(name, tags, client_token).await
+    }
+
+    async fn read_lock(
+        &self,
+        name: &str,
+    ) -> CloudResult<Option<(String, BTreeMap<String, String>)>> {
+        self.ec2.read_lock(name).await
+    }
+
+    async fn tag_lock(&self, id: &str, tags: &[(String, String)]) -> CloudResult<()> {
+        self.ec2.tag_lock(id, tags).await
+    }
+
+    async fn delete_lock(&self, id: &str) -> CloudResult<()> {
+        self.ec2.delete_lock(id).await
     }
 }

@@ -2,21 +2,24 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
+use crate::core::plan::Strategy;
 use crate::output::Format;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "greenlight",
     version,
-    about = "Zero-downtime blue/green releases of EC2 Auto Scaling groups behind an AWS load balancer",
-    long_about = "Zero-downtime blue/green releases of EC2 Auto Scaling groups behind an AWS load balancer.\n\n\
+    about = "Zero-downtime blue/green and canary releases of EC2 Auto Scaling groups behind an AWS load balancer",
+    long_about = "Zero-downtime blue/green and canary releases of EC2 Auto Scaling groups behind an AWS load balancer.\n\n\
         deploy twins the live Auto Scaling group for a new release, waits until the twin is healthy \
-        in the idle target group, then flips the listener (or one rule) in one call. The previous \
-        release stays warm, so rollback is one call too. State lives in AWS tags only.\n\n\
+        in the idle target group, then flips the listener (or one rule) in one call, or shifts \
+        traffic to it by weighted steps with pauses and manual gates (canary). The previous \
+        release stays warm, so rollback is one call too. State lives in AWS tags only; one runner \
+        changes a service at a time (a lock in AWS).\n\n\
         AWS credentials, region and endpoint come from the standard chain (AWS_PROFILE, AWS_REGION, \
-        AWS_ENDPOINT_URL, SSO, instance roles).",
+        AWS_ENDPOINT_URL, SSO, instance roles), or --profile and --region.",
     after_help = crate::exit::HELP,
 )]
 pub struct Cli {
@@ -33,13 +36,39 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub output: Format,
 
+    /// AWS region, over the config's region and AWS_REGION.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// AWS profile (from ~/.aws/config), over AWS_PROFILE.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `--strategy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// All traffic moves in one call once the new release is healthy.
+    Bluegreen,
+    /// Weighted steps from [canary] steps in the config.
+    Canary,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(value: StrategyArg) -> Strategy {
+        match value {
+            StrategyArg::Bluegreen => Strategy::BlueGreen,
+            StrategyArg::Canary => Strategy::Canary,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Release a new version: twin the live fleet, wait until healthy, flip traffic.
+    /// Release a new version: twin the live fleet, wait until healthy, move traffic to it.
     #[command(
         group(ArgGroup::new("launch").required(true).args(["image_id", "launch_template_version"])),
         after_help = crate::exit::HELP,
@@ -54,14 +83,57 @@ pub enum Command {
         /// An existing version of the live fleet's launch template to release instead.
         #[arg(long)]
         launch_template_version: Option<u64>,
+        /// How traffic moves (default: `strategy` in the config, else bluegreen).
+        #[arg(long, value_enum)]
+        strategy: Option<StrategyArg>,
+        /// Return (exit 0) when the release reaches a manual gate, instead of waiting there for
+        /// `greenlight promote`.
+        #[arg(long)]
+        no_wait: bool,
     },
+    /// End the current pause of the release in progress (or every remaining one with --full).
+    #[command(after_help = crate::exit::HELP)]
+    Promote {
+        /// Skip the remaining steps and pauses: all traffic to the new release.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Stop the release in progress: traffic back to the live release, the new one failed.
+    #[command(after_help = crate::exit::HELP)]
+    Abort,
     /// Route all traffic back to the previous release, if it is still warm and healthy.
     #[command(after_help = crate::exit::HELP)]
-    Rollback,
-    /// Show where traffic goes and the fleets behind each slot.
+    Rollback {
+        /// Roll back to this release only (it must be the warm one); a no-op if it is live.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Show where traffic goes, the fleets behind each slot, the release in progress, the lock.
     #[command(after_help = crate::exit::HELP)]
     Status,
     /// Check the config and the AWS resources it names, changing nothing.
     #[command(after_help = crate::exit::HELP)]
     Validate,
+    /// Remove the service's lock, whoever holds it (for a runner that is gone).
+    #[command(after_help = crate::exit::HELP)]
+    Unlock {
+        /// Required: say you mean it. Only use it when no greenlight is running for the service.
+        #[arg(long, required = true)]
+        force: bool,
+    },
+}
+
+impl Command {
+    /// The command's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Deploy { .. } => "deploy",
+            Command::Promote { .. } => "promote",
+            Command::Abort => "abort",
+            Command::Rollback { .. } => "rollback",
+            Command::Status => "status",
+            Command::Validate => "validate",
+            Command::Unlock { .. } => "unlock",
+        }
+    }
 }

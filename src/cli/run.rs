@@ -1,5 +1,6 @@
 //! Runs the parsed command against AWS and turns every outcome into output and an exit code.
 
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -7,65 +8,101 @@ use clap::Parser;
 use super::args::{Cli, Command};
 use crate::aws::AwsCloud;
 use crate::core::decide::{DeployRequest, Launch};
+use crate::core::lock::Holder;
 use crate::core::names::{ImageId, ReleaseName};
 use crate::core::spec::{ConfigError, Spec};
-use crate::engine::clock::SystemClock;
+use crate::engine::clock::{Clock as _, SystemClock};
+use crate::engine::context::Context;
+use crate::engine::deploy::DeployOptions;
 use crate::engine::events::Event;
 use crate::engine::failure::Failure;
-use crate::engine::{deploy, rollback, status, validate};
+use crate::engine::lease::{force_unlock, holder_from_env, pid_alive};
+use crate::engine::stop::{Signal, Stop};
+use crate::engine::{abort, deploy, promote, rollback, status, validate};
 use crate::exit;
 use crate::output::{Format, human, json, reporter};
 
 pub fn main() -> ExitCode {
+    let format = requested_format(std::env::args());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(e, format),
     };
-    let format = cli.output;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
+            return fail(
+                format,
+                exit::INTERNAL,
+                &format!("cannot start the async runtime: {e}"),
+            );
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::from(exit::SUCCESS),
-        Err(failure) => {
-            let code = exit::code(&failure);
-            let message = failure.to_string();
-            if format == Format::Json {
-                json::print_line(&Event::Error {
-                    exit_code: code,
-                    message: message.clone(),
-                });
-            }
-            eprintln!("error: {message}");
-            ExitCode::from(code)
+    // A bug must still end in one line and a JSON error event, not a backtrace only.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run(cli))));
+    match outcome {
+        Ok(Ok(())) => ExitCode::from(exit::SUCCESS),
+        Ok(Err(failure)) => fail(format, exit::code(&failure), &failure.to_string()),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".into());
+            fail(
+                format,
+                exit::INTERNAL,
+                &format!(
+                    "greenlight hit a bug ({}); please report it. Traffic moves only in whole \
+                     steps: run `greenlight status` to see where things stand",
+                    what.replace('\n', " ")
+                ),
+            )
         }
     }
 }
 
+/// The error, on stderr as one line, and as the last JSON event for machines.
+fn fail(format: Format, code: u8, message: &str) -> ExitCode {
+    if format == Format::Json {
+        json::print_line(&Event::Error {
+            exit_code: code,
+            message: message.to_owned(),
+        });
+    }
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+/// `--output json` as given on the command line, even when the rest does not parse.
+fn requested_format(args: impl Iterator<Item = String>) -> Format {
+    let args: Vec<String> = args.collect();
+    let json = args
+        .windows(2)
+        .any(|w| w[0] == "--output" && w[1] == "json")
+        || args.iter().any(|a| a == "--output=json");
+    if json { Format::Json } else { Format::Human }
+}
+
 /// clap's errors span several lines; users get one, plus where to look.
-fn usage_error(error: clap::Error) -> ExitCode {
+fn usage_error(error: clap::Error, format: Format) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         error.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
     ) {
         let _ = error.print();
-        return ExitCode::from(
-            if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                exit::BAD_INPUT
-            } else {
-                exit::SUCCESS
-            },
-        );
+        return ExitCode::from(exit::SUCCESS);
+    }
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        && format == Format::Human
+    {
+        let _ = error.print();
+        return ExitCode::from(exit::BAD_INPUT);
     }
     let rendered = error.render().to_string();
     let message: Vec<&str> = rendered
@@ -75,8 +112,16 @@ fn usage_error(error: clap::Error) -> ExitCode {
         .collect();
     let message = message.join(" ");
     let message = message.strip_prefix("error: ").unwrap_or(&message);
-    eprintln!("error: {message} (see greenlight --help)");
-    ExitCode::from(exit::BAD_INPUT)
+    let message = if message.is_empty() {
+        "a subcommand is required".to_owned()
+    } else {
+        message.to_owned()
+    };
+    fail(
+        format,
+        exit::BAD_INPUT,
+        &format!("{message} (see greenlight --help)"),
+    )
 }
 
 fn load_spec(cli: &Cli) -> Result<Spec, Failure> {
@@ -95,12 +140,21 @@ fn load_spec(cli: &Cli) -> Result<Spec, Failure> {
 }
 
 fn deploy_request(
-    release: &str,
-    image_id: Option<&str>,
-    version: Option<u64>,
-) -> Result<DeployRequest, Failure> {
+    spec: &Spec,
+    command: &Command,
+) -> Result<Option<(DeployRequest, DeployOptions)>, Failure> {
+    let Command::Deploy {
+        release,
+        image_id,
+        launch_template_version,
+        strategy,
+        no_wait,
+    } = command
+    else {
+        return Ok(None);
+    };
     let release = ReleaseName::parse(release).map_err(|e| Failure::BadInput(e.0))?;
-    let launch = match (image_id, version) {
+    let launch = match (image_id.as_deref(), *launch_template_version) {
         (Some(image), None) => {
             Launch::Image(ImageId::parse(image).map_err(|e| Failure::BadInput(e.0))?)
         }
@@ -116,43 +170,93 @@ fn deploy_request(
             ));
         }
     };
-    Ok(DeployRequest { release, launch })
+    let strategy = strategy.map(Into::into).unwrap_or(spec.strategy);
+    let plan = spec.plan(strategy).map_err(|e| Failure::BadInput(e.0))?;
+    Ok(Some((
+        DeployRequest {
+            release,
+            launch,
+            plan,
+        },
+        DeployOptions { no_wait: *no_wait },
+    )))
+}
+
+/// First SIGINT/SIGTERM: stop at the next safe point. A second one: exit at once.
+fn watch_signals(stop: Stop) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            let got = tokio::select! {
+                _ = int.recv() => Signal::Interrupt,
+                _ = term.recv() => Signal::Terminate,
+            };
+            if stop.requested().is_some() {
+                eprintln!("error: {got} again: exiting now, not at a safe point");
+                std::process::exit(i32::from(got.exit_code()));
+            }
+            eprintln!(
+                "greenlight: {got}: stopping at the next safe point (send it again to exit now)"
+            );
+            stop.request(got);
+        }
+    });
+    #[cfg(not(unix))]
+    {
+        let _ = stop;
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    // Everything that can be checked offline is checked before the first AWS call.
-    let request = match &cli.command {
-        Command::Deploy {
-            release,
-            image_id,
-            launch_template_version,
-        } => Some(deploy_request(
-            release,
-            image_id.as_deref(),
-            *launch_template_version,
-        )?),
-        _ => None,
-    };
     let spec = load_spec(&cli)?;
-    let mut cloud = AwsCloud::connect(spec.region.as_deref()).await;
+    // Everything that can be checked offline is checked before the first AWS call.
+    let request = deploy_request(&spec, &cli.command)?;
+    let region = cli.region.as_deref().or(spec.region.as_deref());
+    let mut cloud = AwsCloud::connect(region, cli.profile.as_deref()).await;
     if cloud.region().is_none() {
         // No region anywhere in the environment: the ARNs say where the service lives.
-        cloud = AwsCloud::connect(spec.arn_region()).await;
+        cloud = AwsCloud::connect(spec.arn_region(), cli.profile.as_deref()).await;
     }
     check_region(&spec, cloud.region())?;
-    let clock = SystemClock;
+    let stop = Stop::new();
+    watch_signals(stop.clone());
+    let holder: Holder = holder_from_env();
+    let ctx = Context {
+        cloud: &cloud,
+        clock: &SystemClock,
+        spec: &spec,
+        stop: &stop,
+        holder: &holder,
+        alive: pid_alive,
+    };
     let mut reporter = reporter(cli.output);
 
     match &cli.command {
         Command::Deploy { .. } => {
-            let request = request.expect("parsed above");
-            deploy::deploy(&cloud, &clock, reporter.as_mut(), &spec, &request).await?;
+            let (request, options) = request.expect("parsed above");
+            deploy::deploy(&ctx, reporter.as_mut(), &request, options).await?;
         }
-        Command::Rollback => {
-            rollback::rollback(&cloud, &clock, reporter.as_mut(), &spec).await?;
+        Command::Promote { full } => {
+            promote::promote(&ctx, reporter.as_mut(), *full).await?;
+        }
+        Command::Abort => {
+            abort::abort(&ctx, reporter.as_mut()).await?;
+        }
+        Command::Rollback { to } => {
+            if let Some(to) = to {
+                ReleaseName::parse(to).map_err(|e| Failure::BadInput(e.0))?;
+            }
+            rollback::rollback(&ctx, reporter.as_mut(), to.as_deref()).await?;
         }
         Command::Status => {
-            let report = status::status(&cloud, &spec).await?;
+            let report = status::status(&cloud, &spec, SystemClock.now()).await?;
             match cli.output {
                 Format::Human => human::print_status(&report),
                 Format::Json => json::print_line(&report),
@@ -165,6 +269,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Format::Json => json::print_line(&validation),
             }
         }
+        Command::Unlock { .. } => {
+            let removed = force_unlock(&cloud, &spec).await?;
+            match cli.output {
+                Format::Human => human::print_unlock(&spec, removed.as_ref()),
+                Format::Json => json::print_line(&serde_json::json!({
+                    "service": spec.service.as_str(),
+                    "removed": removed,
+                })),
+            }
+        }
     }
     Ok(())
 }
@@ -173,12 +287,34 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 fn check_region(spec: &Spec, effective: Option<&str>) -> Result<(), Failure> {
     match (effective, spec.arn_region()) {
         (None, _) => Err(Failure::BadInput(
-            "no AWS region: set region in greenlight.toml, or AWS_REGION, or a profile region"
+            "no AWS region: set region in greenlight.toml, --region, AWS_REGION, or a profile region"
                 .into(),
         )),
         (Some(effective), Some(arns)) if effective != arns => Err(Failure::BadInput(format!(
-            "the AWS region is {effective} but the config's ARNs are in {arns}; set region = \"{arns}\" in greenlight.toml or AWS_REGION={arns}"
+            "the AWS region is {effective} but the config's ARNs are in {arns}; set region = \"{arns}\" in greenlight.toml, --region {arns} or AWS_REGION={arns}"
         ))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_seen_before_parsing() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            requested_format(args(&["greenlight", "--output", "json", "bogus"]).into_iter()),
+            Format::Json
+        );
+        assert_eq!(
+            requested_format(args(&["greenlight", "deploy", "--output=json"]).into_iter()),
+            Format::Json
+        );
+        assert_eq!(
+            requested_format(args(&["greenlight", "status"]).into_iter()),
+            Format::Human
+        );
     }
 }

@@ -6,8 +6,13 @@
 //! - Reads never change anything.
 //! - Every write is safe to repeat: repeating one after a crash or timeout converges to the same
 //!   state (or fails with [`CloudErrorKind::Conflict`] where AWS refuses a duplicate).
-//! - `route` is exactly one ModifyListener or ModifyRule call; nothing else changes routing.
+//! - `route` is exactly one ModifyListener or ModifyRule call; nothing else changes routing. It is
+//!   conditional: the router is re-read right before the write, and the write is refused
+//!   ([`CloudErrorKind::Conflict`], code [`ROUTER_CHANGED`]) if it no longer matches what the
+//!   deciding pass saw. It returns the forwards AWS answered with, for the caller to check.
+//! - `create_lock` is a conditional create: [`CloudErrorKind::Conflict`] when the name is taken.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
@@ -16,7 +21,10 @@ use serde::Serialize;
 use super::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
 use super::health::TargetHealth;
 use super::names::{FleetName, ImageId, TargetGroupArn};
-use super::router::{Forward, RouterId, RouterState};
+use super::router::{Forward, RouterId, RouterState, RouterWrite};
+
+/// The error code `route` gives when the router changed since the deciding observation.
+pub const ROUTER_CHANGED: &str = "RouterChanged";
 
 /// What kind of failure a cloud call had: decides the exit code and whether to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,13 +150,22 @@ pub trait Cloud: Send + Sync {
     ) -> impl Future<Output = CloudResult<Option<LaunchTemplateVersion>>> + Send;
 
     /// A new version of `template_id` copied from `source_version` with only the AMI changed.
+    /// `client_token` makes a repeat of the same request (after a lost answer) return the first
+    /// version instead of making another.
     fn create_launch_template_version(
         &self,
         template_id: &str,
         source_version: u64,
         image: &ImageId,
         description: &str,
+        client_token: &str,
     ) -> impl Future<Output = CloudResult<LaunchTemplateVersion>> + Send;
+
+    /// One fleet by name, cheaply (no policies or hooks); `None` when there is none.
+    fn fleet_summary(
+        &self,
+        name: &FleetName,
+    ) -> impl Future<Output = CloudResult<Option<FleetSummary>>> + Send;
 
     /// CreateAutoScalingGroup with everything that call accepts (launch, capacity, subnets,
     /// health checks, lifecycle hooks, tags, target groups, …). Conflict if the name is taken.
@@ -202,11 +219,39 @@ pub trait Cloud: Send + Sync {
     /// Deletes the group and terminates its instances (ForceDelete).
     fn delete_fleet(&self, name: &FleetName) -> impl Future<Output = CloudResult<()>> + Send;
 
-    /// Sets the router's forward action to `forwards` in one call, keeping any other actions
-    /// (authentication) and the stickiness settings as they are.
+    /// Sets the router's forward action to `write.forwards` in one call, if it still forwards
+    /// as `write.expected`; keeps any other actions (authentication) and their order, and the
+    /// stickiness as `write.stickiness` says. Returns the forwards AWS reports after the write.
     fn route(
         &self,
         id: &RouterId,
-        forwards: &[Forward],
+        write: &RouterWrite,
+    ) -> impl Future<Output = CloudResult<Vec<Forward>>> + Send;
+
+    /// Creates the lock object `name` with `tags`; [`CloudErrorKind::Conflict`] when it exists.
+    /// Returns its id. `client_token` makes a repeat after a lost answer return the same object.
+    fn create_lock(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+        client_token: &str,
+    ) -> impl Future<Output = CloudResult<String>> + Send;
+
+    /// The lock object `name`: its id and tags; `None` when there is none.
+    fn read_lock(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = CloudResult<Option<(String, BTreeMap<String, String>)>>> + Send;
+
+    /// Creates or overwrites tags on the lock object `id`; [`CloudErrorKind::NotFound`] when it
+    /// is gone (taken over, or unlocked by force).
+    fn tag_lock(
+        &self,
+        id: &str,
+        tags: &[(String, String)],
     ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// Deletes the lock object `id` (never another object of the same name); succeeds when it
+    /// is already gone.
+    fn delete_lock(&self, id: &str) -> impl Future<Output = CloudResult<()>> + Send;
 }

@@ -1,25 +1,47 @@
 //! The decisions: given the spec, one fresh observation and the clock, what is the one next
 //! step? Every step is idempotent, so a crash anywhere is healed by deciding again.
 //!
+//! A release is a sequence of stages whose position lives in its fleet's tags: `creating` →
+//! `provisioning` (until healthy) → `releasing` through the steps of its [`Plan`] (a weight, then
+//! a pause) → `live`. Blue/green is the one-step plan. Every command decides here:
+//! [`decide_deploy`], [`decide_rollback`], [`decide_abort`], [`decide_promote`], and [`settle`]
+//! (the tag fixes after a flip) which they all run first.
+//!
 //! The safety rules live here and nowhere else:
-//! - traffic moves ([`Action::Flip`]) only to a fleet that is [`FleetHealth::ready`] in the
-//!   very observation that decided the move;
-//! - capacity changes and deletions only touch the idle slot, never a slot with traffic;
-//! - a fleet greenlight does not manage for this service is never changed, only reported.
+//! - traffic moves to a fleet (a [`Action::Shift`] or [`Action::Flip`]) only when it is
+//!   [`FleetHealth::ready`] in the very observation that decided the move, and only one weight
+//!   change per pass; green's share only grows within a release, except [`Action::RouteBack`],
+//!   which returns everything to the live release in one call;
+//! - capacity changes and deletions only touch the idle slot, never a slot with traffic (the
+//!   engine re-reads the router right before each of them);
+//! - a fleet greenlight does not manage for this service is never changed, only reported; so is
+//!   a split of traffic greenlight did not make.
 
-use std::time::{Duration, SystemTime};
+mod abort;
+mod deploy;
+mod progress;
+mod promote;
+mod rollback;
+mod settle;
+mod situation;
+
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use super::fleet::Capacity;
 use super::health::FleetHealth;
 use super::names::{FleetName, ImageId, ReleaseName, TargetGroupArn};
-use super::observed::{
-    Observed, Occupancy, Occupant, crowded_message, foreign_fleet, straddling_fleets,
-};
-use super::router::Slot;
-use super::spec::Spec;
-use super::tags::{self, Phase, ReleaseTags};
+use super::plan::{Percent, Plan, StepNumber};
+use super::router::{RouterWrite, Slot};
+use super::tags::Phase;
+
+pub use abort::decide_abort;
+pub use deploy::decide_deploy;
+pub use promote::{PromoteRequest, decide_promote, decide_resume};
+pub use rollback::decide_rollback;
+pub use settle::settle;
+pub use situation::{InProgress, Live, in_progress, live};
 
 /// What green launches from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,13 +57,17 @@ pub enum Launch {
 pub struct DeployRequest {
     pub release: ReleaseName,
     pub launch: Launch,
+    /// The steps a new release takes; a release already under way keeps the plan it started
+    /// with (its tags say which).
+    pub plan: Plan,
 }
 
 /// The clock, as the core sees it: an argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     pub now: SystemTime,
-    /// When a release that is still not healthy is failed.
+    /// When a release that is not healthy yet is failed, for a release that does not record
+    /// its own deadline; a new release records this one.
     pub health_deadline: SystemTime,
 }
 
@@ -55,6 +81,10 @@ pub struct Green {
     /// The idle slot's target group.
     pub target_group: TargetGroupArn,
     pub launch: Launch,
+    #[serde(skip)]
+    pub plan: Plan,
+    #[serde(with = "rfc3339")]
+    pub health_deadline: SystemTime,
 }
 
 /// The Auto Scaling processes that would resize a warm fleet on their own: alarms driving its
@@ -78,16 +108,57 @@ pub enum Action {
     JoinRouter {
         target_group: TargetGroupArn,
         live: TargetGroupArn,
+        #[serde(flatten)]
+        write: RouterWrite,
     },
     /// Create green as a twin of the live fleet, at zero capacity, attached to the idle slot.
     CreateFleet(Green),
     /// Apply green's remaining settings, scale it to the live fleet's capacity, mark it
     /// provisioning.
     ConfigureFleet(Green),
-    /// Bring a failed release back to capacity to try it again.
+    /// Bring a failed release back to capacity to try it again, with a new health deadline.
     ReviveFleet {
         fleet: FleetName,
+        release: String,
         capacity: Capacity,
+        #[serde(skip)]
+        plan: Plan,
+        #[serde(with = "rfc3339")]
+        health_deadline: SystemTime,
+    },
+    /// A previous release (warm, idle) deployed again: it goes through the plan like a new one.
+    Restage {
+        fleet: FleetName,
+        release: String,
+        #[serde(skip)]
+        plan: Plan,
+        #[serde(with = "rfc3339")]
+        health_deadline: SystemTime,
+    },
+    /// Green is healthy and the plan starts at a gate (weight 0): record step 1, move nothing.
+    Begin {
+        fleet: FleetName,
+        release: String,
+        step: StepNumber,
+        of: u32,
+    },
+    /// During a release, the live fleet grew (its own scaling): green follows, so it is never
+    /// smaller than the share it takes or will take.
+    MatchCapacity {
+        fleet: FleetName,
+        capacity: Capacity,
+    },
+    /// One router call: green's share becomes `weight`; then the step is recorded on green.
+    Shift {
+        fleet: FleetName,
+        release: String,
+        to: TargetGroupArn,
+        from: TargetGroupArn,
+        weight: Percent,
+        step: StepNumber,
+        of: u32,
+        #[serde(flatten)]
+        write: RouterWrite,
     },
     /// One router call: all traffic to `to`.
     Flip {
@@ -95,6 +166,19 @@ pub enum Action {
         from: TargetGroupArn,
         fleet: FleetName,
         release: String,
+        #[serde(flatten)]
+        write: RouterWrite,
+    },
+    /// One router call: all traffic back to the live release, away from the release in
+    /// progress (`abort`, or an automatic abort).
+    RouteBack {
+        to: TargetGroupArn,
+        from: TargetGroupArn,
+        fleet: FleetName,
+        release: String,
+        reason: String,
+        #[serde(flatten)]
+        write: RouterWrite,
     },
     /// The fleet takes the traffic: resume the scaling greenlight suspended while it was warm.
     MarkLive {
@@ -110,8 +194,11 @@ pub enum Action {
         #[serde(with = "rfc3339")]
         until: SystemTime,
         suspend: Vec<String>,
+        /// A rollback moved traffic away from it: a later plain `rollback` will not return.
+        rolled_back: bool,
     },
-    /// Green never became healthy: scale it to zero and record why. Traffic never moved.
+    /// The release stops: green is scaled to zero and tagged failed with why. It takes no
+    /// traffic (a [`Action::RouteBack`] comes first when it did).
     FailRelease {
         fleet: FleetName,
         release: String,
@@ -128,7 +215,12 @@ impl Action {
             Action::CreateFleet { .. } => "create_fleet",
             Action::ConfigureFleet { .. } => "configure_fleet",
             Action::ReviveFleet { .. } => "revive_fleet",
+            Action::Restage { .. } => "restage",
+            Action::Begin { .. } => "begin",
+            Action::MatchCapacity { .. } => "match_capacity",
+            Action::Shift { .. } => "shift",
             Action::Flip { .. } => "flip",
+            Action::RouteBack { .. } => "route_back",
             Action::MarkLive { .. } => "mark_live",
             Action::MarkWarm { .. } => "mark_warm",
             Action::FailRelease { .. } => "fail_release",
@@ -143,11 +235,27 @@ impl Action {
             | Action::CreateFleet(Green { fleet, .. })
             | Action::ConfigureFleet(Green { fleet, .. })
             | Action::ReviveFleet { fleet, .. }
+            | Action::Restage { fleet, .. }
+            | Action::Begin { fleet, .. }
+            | Action::MatchCapacity { fleet, .. }
+            | Action::Shift { fleet, .. }
             | Action::Flip { fleet, .. }
+            | Action::RouteBack { fleet, .. }
             | Action::MarkLive { fleet, .. }
             | Action::MarkWarm { fleet, .. }
             | Action::FailRelease { fleet, .. } => fleet,
         })
+    }
+
+    /// The router write the action makes, if it moves traffic (or names a target group).
+    pub fn router_write(&self) -> Option<&RouterWrite> {
+        match self {
+            Action::JoinRouter { write, .. }
+            | Action::Shift { write, .. }
+            | Action::Flip { write, .. }
+            | Action::RouteBack { write, .. } => Some(write),
+            _ => None,
+        }
     }
 }
 
@@ -161,6 +269,8 @@ pub enum RefusalKind {
     Busy,
     /// AWS is in a state greenlight will not act on without a person.
     NeedsAttention,
+    /// The release was stopped (aborted, or failed) while this command waited on it.
+    ReleaseFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,443 +280,89 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(kind: RefusalKind, message: impl Into<String>) -> Refusal {
+    pub(crate) fn new(kind: RefusalKind, message: impl Into<String>) -> Refusal {
         Refusal {
             kind,
             message: message.into(),
         }
     }
+
+    pub(crate) fn attention(message: impl Into<String>) -> Refusal {
+        Refusal::new(RefusalKind::NeedsAttention, message)
+    }
+}
+
+/// What a command waits for, as data: the engine sleeps, renews its lock, and asks again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "for", rename_all = "snake_case")]
+pub enum WaitReason {
+    /// Green is not healthy yet.
+    Health {
+        fleet: FleetName,
+        health: FleetHealth,
+    },
+    /// A timed pause (bake) at a step.
+    Pause {
+        release: String,
+        step: StepNumber,
+        of: u32,
+        weight: Percent,
+    },
+    /// A manual gate: until `greenlight promote`.
+    Gate {
+        release: String,
+        step: StepNumber,
+        of: u32,
+        weight: Percent,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wait {
+    /// When waiting ends on its own (a deadline or a pause's end); `None` for a manual gate.
+    pub until: Option<SystemTime>,
+    pub why: WaitReason,
+}
+
+/// How a command ended well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Done {
+    /// `release` takes all traffic and the tags agree.
+    Live { release: String, slot: Slot },
+    /// A rollback found the previous release live already (it was rolled back before).
+    AlreadyRolledBack {
+        release: String,
+        slot: Slot,
+        from: String,
+    },
+    /// Nothing is in progress: the stable release keeps the traffic.
+    NothingInProgress { release: String, slot: Slot },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Act(Action),
-    /// Nothing to do until green's health changes.
-    Wait {
-        fleet: FleetName,
-        health: FleetHealth,
-    },
-    /// The requested release takes all traffic and the tags agree.
-    Done {
-        release: String,
-        slot: Slot,
-    },
+    Wait(Wait),
+    Done(Done),
     Refuse(Refusal),
 }
 
-/// Where traffic goes now and who serves it: the part of every decision that must hold before
-/// anything else is considered.
-pub struct Live<'a> {
-    pub slot: Slot,
-    pub occupant: Occupant<'a>,
-}
-
-/// The live slot and the one fleet serving it, or why greenlight cannot tell.
-pub fn live<'a>(spec: &Spec, observed: &'a Observed) -> Result<Live<'a>, Refusal> {
-    let routing = observed.routing(&spec.slots);
-    if let Some(problem) = routing.describe_problem(&spec.router, &spec.slots) {
-        return Err(Refusal::new(RefusalKind::NeedsAttention, problem));
-    }
-    let super::router::Routing::Live(slot) = routing else {
-        unreachable!("describe_problem returns None only for Routing::Live")
-    };
-    if let Some((fleet, schema)) = observed
-        .slots
-        .iter()
-        .flat_map(|slot| &slot.fleets)
-        .filter_map(|f| Some((f, ReleaseTags::read(&f.tags).schema?)))
-        .find(|(_, schema)| *schema > tags::SCHEMA_VERSION)
-    {
-        return Err(Refusal::new(
-            RefusalKind::NeedsAttention,
-            format!(
-                "fleet {} carries greenlight tag schema {schema}, newer than this greenlight's \
-                 ({}); upgrade greenlight",
-                fleet.name,
-                tags::SCHEMA_VERSION
-            ),
-        ));
-    }
-    let straddling = straddling_fleets(observed);
-    if let Some(fleet) = straddling.first() {
-        return Err(Refusal::new(
-            RefusalKind::NeedsAttention,
-            format!(
-                "fleet {} is attached to both target groups; detach it from one",
-                fleet.name
-            ),
-        ));
-    }
-    let target_group = spec.slots.get(slot);
-    match observed.slot(slot).occupancy() {
-        Occupancy::One(occupant) if foreign_fleet(&occupant, &spec.service) => Err(Refusal::new(
-            RefusalKind::NeedsAttention,
-            format!(
-                "the live fleet {} belongs to service {}, not {}; check service in the config",
-                occupant.fleet.name,
-                occupant.tags.service.as_deref().unwrap_or_default(),
-                spec.service
-            ),
-        )),
-        Occupancy::One(occupant) => Ok(Live { slot, occupant }),
-        Occupancy::Empty => Err(Refusal::new(
-            RefusalKind::NeedsAttention,
-            format!(
-                "no fleet is attached to the live target group {}; attach the Auto Scaling \
-                 group that serves it",
-                target_group.short_name()
-            ),
-        )),
-        Occupancy::Crowded(fleets) => Err(Refusal::new(
-            RefusalKind::NeedsAttention,
-            crowded_message(target_group, &fleets),
-        )),
+impl From<Refusal> for Decision {
+    fn from(refusal: Refusal) -> Decision {
+        Decision::Refuse(refusal)
     }
 }
 
-/// The tag fixes that follow a flip (or a crash right after one): the fleet that lost traffic
-/// becomes warm, then the fleet that has it becomes live. Warm is marked first so that, after
-/// a crash between the two, "live fleet not yet marked" still identifies the fresh flip and
-/// the previous fleet is recognised even when greenlight had never tagged it.
-pub fn settle(
-    spec: &Spec,
-    observed: &Observed,
-    now: SystemTime,
-) -> Result<Option<Action>, Refusal> {
-    settle_after_flip(spec, observed, now, None)
-}
-
-/// [`settle`], for a command that has just flipped traffic away from `left`: that fleet took
-/// traffic, so it becomes warm even if a deploy's flip to it never got as far as marking it live
-/// (a rollback right after an interrupted deploy).
-pub fn settle_after_flip(
-    spec: &Spec,
-    observed: &Observed,
-    now: SystemTime,
-    left: Option<&FleetName>,
-) -> Result<Option<Action>, Refusal> {
-    let live = live(spec, observed)?;
-    let fresh_flip = live.occupant.phase() != Some(Phase::Live);
-    if let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() {
-        let was_live = match idle.phase() {
-            Some(Phase::Live) => idle.tags.managed_for(&spec.service),
-            Some(Phase::Provisioning) => {
-                left == Some(&idle.fleet.name) && idle.tags.managed_for(&spec.service)
-            }
-            // Adopt a never-tagged fleet only right after greenlight flipped away from it; an
-            // unknown fleet that merely sits in the idle slot is left alone.
-            None => {
-                fresh_flip
-                    && idle.tags.service.is_none()
-                    && live.occupant.tags.managed_for(&spec.service)
-            }
-            _ => false,
-        };
-        if was_live {
-            // Recorded before anything is suspended, so a re-run resumes only what greenlight
-            // suspended, never what the owner had suspended already.
-            let suspend = idle.tags.suspended.clone().unwrap_or_else(|| {
-                WARM_SUSPENDS
-                    .iter()
-                    .filter(|p| !idle.fleet.suspended_processes.iter().any(|s| s == *p))
-                    .map(|p| (*p).to_owned())
-                    .collect()
-            });
-            return Ok(Some(Action::MarkWarm {
-                fleet: idle.fleet.name.clone(),
-                release: idle.release(),
-                until: now + spec.retention.keep_warm,
-                suspend,
-            }));
-        }
-    }
-    if fresh_flip && !foreign_fleet(&live.occupant, &spec.service) {
-        return Ok(Some(Action::MarkLive {
-            fleet: live.occupant.fleet.name.clone(),
-            release: live.occupant.release(),
-            resume: live.occupant.tags.suspended.clone().unwrap_or_default(),
-        }));
-    }
-    Ok(None)
-}
-
-/// A release name may be deployed again only with the artifact it was first deployed with.
-fn same_artifact(occupant: &Occupant<'_>, request: &DeployRequest) -> Result<(), Refusal> {
-    let tags = &occupant.tags;
-    let conflict = match &request.launch {
-        Launch::Image(image) => match (&tags.image, &tags.launch_template_version) {
-            (Some(tagged), _) if tagged != image.as_str() => Some(format!("image {tagged}")),
-            // Deployed from a version the pipeline made: its image is not greenlight's to know.
-            (None, Some(version)) => Some(format!("launch template version {version}")),
-            _ => None,
-        },
-        Launch::Version(version) => tags
-            .launch_template_version
-            .as_ref()
-            .filter(|tagged| **tagged != version.to_string())
-            .map(|tagged| format!("launch template version {tagged}")),
-    };
-    match conflict {
-        Some(tagged) => Err(Refusal::new(
-            RefusalKind::BadInput,
-            format!(
-                "release {} already exists (fleet {}) with {tagged}; give the new build a new \
-                 --release name",
-                request.release, occupant.fleet.name
-            ),
-        )),
-        None => Ok(()),
+impl From<Action> for Decision {
+    fn from(action: Action) -> Decision {
+        Decision::Act(action)
     }
 }
 
-/// The next step of `greenlight deploy`.
-pub fn decide_deploy(
-    spec: &Spec,
-    request: &DeployRequest,
-    observed: &Observed,
-    clock: Clock,
-) -> Decision {
-    match decide_deploy_inner(spec, request, observed, clock) {
-        Ok(decision) => decision,
-        Err(refusal) => Decision::Refuse(refusal),
-    }
-}
-
-fn decide_deploy_inner(
-    spec: &Spec,
-    request: &DeployRequest,
-    observed: &Observed,
-    clock: Clock,
-) -> Result<Decision, Refusal> {
-    if let Some(action) = settle(spec, observed, clock.now)? {
-        return Ok(Decision::Act(action));
-    }
-    let live = live(spec, observed)?;
-    let idle_slot = live.slot.other();
-    let idle_tg = spec.slots.get(idle_slot);
-    let release = request.release.as_str();
-    let managed = |o: &Occupant<'_>| o.tags.managed_for(&spec.service);
-
-    if managed(&live.occupant) && live.occupant.release() == release {
-        same_artifact(&live.occupant, request)?;
-        return Ok(Decision::Done {
-            release: release.to_owned(),
-            slot: live.slot,
-        });
-    }
-
-    let joined = observed.router.names(idle_tg);
-    let join = || {
-        Decision::Act(Action::JoinRouter {
-            target_group: idle_tg.clone(),
-            live: spec.slots.get(live.slot).clone(),
-        })
-    };
-
-    let idle = match observed.slot(idle_slot).occupancy() {
-        Occupancy::Empty if !joined => return Ok(join()),
-        Occupancy::Empty => {
-            return Ok(Decision::Act(Action::CreateFleet(Green {
-                fleet: FleetName::for_release(&spec.service, &request.release),
-                release: request.release.clone(),
-                source: live.occupant.fleet.name.clone(),
-                target_group: idle_tg.clone(),
-                launch: request.launch.clone(),
-            })));
-        }
-        Occupancy::Crowded(fleets) => {
-            return Err(Refusal::new(
-                RefusalKind::NeedsAttention,
-                crowded_message(idle_tg, &fleets),
-            ));
-        }
-        Occupancy::One(idle) => idle,
-    };
-
-    if !managed(&idle) {
-        let owner = match &idle.tags.service {
-            Some(other) => format!("belongs to service {other}"),
-            None => "is not managed by greenlight".to_owned(),
-        };
-        return Err(Refusal::new(
-            RefusalKind::NeedsAttention,
-            format!(
-                "fleet {} in the idle target group {} {owner}; detach it from that target \
-                 group or delete it, then retry",
-                idle.fleet.name,
-                idle_tg.short_name()
-            ),
-        ));
-    }
-
-    if idle.release() != release {
-        // Serving a target group outside the slots (another listener's, say) is taking traffic.
-        let others: Vec<&str> = idle
-            .fleet
-            .target_groups
-            .iter()
-            .filter(|tg| spec.slots.slot_of(tg).is_none())
-            .map(|tg| tg.short_name())
-            .collect();
-        return match idle.phase() {
-            Some(Phase::Creating | Phase::Provisioning) => Err(Refusal::new(
-                RefusalKind::Busy,
-                format!(
-                    "release {} is being deployed into target group {} (fleet {}); let that \
-                     deploy finish, or re-run it with --release {} to resume it",
-                    idle.release(),
-                    idle_tg.short_name(),
-                    idle.fleet.name,
-                    idle.release()
-                ),
-            )),
-            _ if !others.is_empty() => Err(Refusal::new(
-                RefusalKind::NeedsAttention,
-                format!(
-                    "release {} (fleet {}) must make room in target group {}, but it also \
-                     serves target group {}; greenlight will not delete it. Detach it from \
-                     those target groups or delete it, then retry",
-                    idle.release(),
-                    idle.fleet.name,
-                    idle_tg.short_name(),
-                    others.join(", ")
-                ),
-            )),
-            phase => Ok(Decision::Act(Action::RetireFleet {
-                fleet: idle.fleet.name.clone(),
-                release: idle.release(),
-                phase,
-            })),
-        };
-    }
-
-    same_artifact(&idle, request)?;
-    if !joined {
-        return Ok(join());
-    }
-    let fleet = idle.fleet.name.clone();
-    match idle.phase() {
-        Some(Phase::Creating) => Ok(Decision::Act(Action::ConfigureFleet(Green {
-            fleet,
-            release: request.release.clone(),
-            source: live.occupant.fleet.name.clone(),
-            target_group: idle_tg.clone(),
-            launch: request.launch.clone(),
-        }))),
-        Some(Phase::Failed) => Ok(Decision::Act(Action::ReviveFleet {
-            fleet,
-            capacity: live.occupant.fleet.capacity,
-        })),
-        _ if idle.health.ready() => Ok(Decision::Act(Action::Flip {
-            to: idle_tg.clone(),
-            from: spec.slots.get(live.slot).clone(),
-            fleet,
-            release: release.to_owned(),
-        })),
-        _ if clock.now >= clock.health_deadline => Ok(Decision::Act(Action::FailRelease {
-            fleet,
-            release: release.to_owned(),
-            reasons: failure_reasons(&idle.health, &observed.slot(idle_slot).targets, &idle),
-        })),
-        _ => Ok(Decision::Wait {
-            fleet,
-            health: idle.health.clone(),
-        }),
-    }
-}
-
-fn failure_reasons(
-    health: &FleetHealth,
-    targets: &[super::health::TargetHealth],
-    idle: &Occupant<'_>,
-) -> Vec<String> {
-    let mut reasons = vec![format!("not healthy in time: {}", health.progress())];
-    reasons.extend(super::health::unhealthy_descriptions(idle.fleet, targets));
-    reasons
-}
-
-/// Whether a rollback already flipped but did not finish its tags (it was interrupted): the
-/// warm fleet has the traffic while the fleet tagged live has none. Running `rollback` again
-/// then finishes that rollback instead of flipping back to the release it left.
-pub fn rollback_unsettled(spec: &Spec, observed: &Observed) -> bool {
-    let Ok(live) = live(spec, observed) else {
-        return false;
-    };
-    let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() else {
-        return false;
-    };
-    live.occupant.phase() == Some(Phase::Warm)
-        && idle.phase() == Some(Phase::Live)
-        && idle.tags.managed_for(&spec.service)
-}
-
-/// The step of `greenlight rollback`: route back to the warm previous release, now, or say why
-/// not. It never waits: a rollback is for when things are on fire.
-pub fn decide_rollback(spec: &Spec, observed: &Observed) -> Result<Action, Refusal> {
-    let live = live(spec, observed)?;
-    let idle_slot = live.slot.other();
-    let idle_tg = spec.slots.get(idle_slot);
-    let refuse = |message: String| Err(Refusal::new(RefusalKind::NeedsAttention, message));
-    let idle = match observed.slot(idle_slot).occupancy() {
-        Occupancy::Empty => {
-            return refuse(format!(
-                "nothing to roll back to: no fleet is attached to target group {} (the previous \
-                 release is gone); deploy the previous build as a new release instead",
-                idle_tg.short_name()
-            ));
-        }
-        Occupancy::Crowded(fleets) => return refuse(crowded_message(idle_tg, &fleets)),
-        Occupancy::One(idle) => idle,
-    };
-    if !idle.tags.managed_for(&spec.service) {
-        return refuse(format!(
-            "fleet {} in target group {} is not a previous release of {}; greenlight will not \
-             route traffic to it",
-            idle.fleet.name,
-            idle_tg.short_name(),
-            spec.service
-        ));
-    }
-    match idle.phase() {
-        Some(Phase::Failed) => {
-            return refuse(format!(
-                "the fleet in target group {} is release {}, which failed ({}); it never took \
-                 traffic and will not now",
-                idle_tg.short_name(),
-                idle.release(),
-                idle.tags.failure.as_deref().unwrap_or("no reason recorded")
-            ));
-        }
-        Some(Phase::Creating | Phase::Provisioning) => {
-            return refuse(format!(
-                "the fleet in target group {} is release {}, still being deployed; it has never \
-                 taken traffic, so there is nothing to roll back to",
-                idle_tg.short_name(),
-                idle.release()
-            ));
-        }
-        Some(Phase::Warm | Phase::Live) | None => {}
-    }
-    if !idle.health.ready() {
-        return refuse(format!(
-            "previous release {} (fleet {}) is not warm and healthy: {}; routing to it would \
-             drop requests",
-            idle.release(),
-            idle.fleet.name,
-            idle.health.progress()
-        ));
-    }
-    Ok(Action::Flip {
-        to: idle_tg.clone(),
-        from: spec.slots.get(live.slot).clone(),
-        fleet: idle.fleet.name.clone(),
-        release: idle.release(),
-    })
-}
-
-/// How long a warm fleet has left, for status output.
-pub fn warm_left(until: SystemTime, now: SystemTime) -> Option<Duration> {
-    until.duration_since(now).ok()
+/// Runs a decision function written with `?` on refusals.
+fn decided(result: Result<Decision, Refusal>) -> Decision {
+    result.unwrap_or_else(Decision::Refuse)
 }
 
 mod rfc3339 {

@@ -8,6 +8,16 @@ use std::fmt;
 use serde::Serialize;
 
 use super::names::{ListenerArn, RuleArn, TargetGroupArn};
+use super::plan::Percent;
+
+/// The kind of load balancer a router belongs to, from its ARN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancerKind {
+    Application,
+    Network,
+    Gateway,
+}
 
 /// Which ALB object carries the forward action greenlight flips.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,14 +30,32 @@ pub enum RouterId {
 }
 
 impl RouterId {
+    fn arn(&self) -> &str {
+        match self {
+            RouterId::Listener(arn) => arn.as_str(),
+            RouterId::Rule(arn) => arn.as_str(),
+        }
+    }
+
+    /// `app`, `net` or `gwy`, the part after `listener/` (or `listener-rule/`) in the ARN.
+    pub fn load_balancer_kind(&self) -> Option<LoadBalancerKind> {
+        let (_, rest) = self.arn().split_once(":listener")?;
+        let rest = rest
+            .strip_prefix("-rule")
+            .unwrap_or(rest)
+            .strip_prefix('/')?;
+        match rest.split('/').next()? {
+            "app" => Some(LoadBalancerKind::Application),
+            "net" => Some(LoadBalancerKind::Network),
+            "gwy" => Some(LoadBalancerKind::Gateway),
+            _ => None,
+        }
+    }
+
     /// The load balancer the listener or rule belongs to, derived from the ARN:
     /// `…:listener/app/<lb>/<lb-id>/<listener-id>` → `…:loadbalancer/app/<lb>/<lb-id>`.
     pub fn load_balancer_arn(&self) -> Option<String> {
-        let arn = match self {
-            RouterId::Listener(arn) => arn.as_str(),
-            RouterId::Rule(arn) => arn.as_str(),
-        };
-        let (prefix, rest) = arn.split_once(":listener")?;
+        let (prefix, rest) = self.arn().split_once(":listener")?;
         let rest = rest
             .strip_prefix("-rule")
             .unwrap_or(rest)
@@ -77,6 +105,30 @@ pub struct Forward {
     pub weight: Weight,
 }
 
+/// What a router write does to the forward action's target-group stickiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "seconds", rename_all = "snake_case")]
+pub enum Stickiness {
+    /// Leave it as the router has it.
+    Keep,
+    /// Turn it on for this many seconds: while both slots take traffic, a client stays on one.
+    On(u32),
+    /// Turn it off, so that moving all traffic really moves every client.
+    Off,
+}
+
+/// One router write: which target groups get which share. `expected` is the forward action the
+/// deciding observation saw; the write is refused if the router no longer has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouterWrite {
+    #[serde(skip)]
+    pub expected: Vec<Forward>,
+    #[serde(skip)]
+    pub forwards: Vec<Forward>,
+    #[serde(skip)]
+    pub stickiness: Stickiness,
+}
+
 /// What the router does with a request, as far as greenlight cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -116,6 +168,31 @@ impl RouterState {
             }
             RouterAction::Other { .. } => false,
         }
+    }
+
+    /// The forwards, empty when the router does not forward.
+    pub fn forwards(&self) -> &[Forward] {
+        match &self.action {
+            RouterAction::Forward { forwards } => forwards,
+            RouterAction::Other { .. } => &[],
+        }
+    }
+
+    /// `target_group`'s share as an exact percent, when it is one (greenlight's own writes
+    /// always sum to 100; a split someone else made may not be a whole percent).
+    pub fn exact_percent(&self, target_group: &TargetGroupArn) -> Option<Percent> {
+        let total: u32 = self
+            .forwards()
+            .iter()
+            .map(|f| u32::from(f.weight.get()))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let weight = u32::from(self.weight_of(target_group).get());
+        (weight * 100 % total == 0)
+            .then(|| Percent::new((weight * 100 / total) as u8))
+            .flatten()
     }
 
     /// Percent of traffic to `target_group`, rounded down; for people and JSON.
@@ -253,19 +330,39 @@ impl Routing {
     }
 }
 
-/// The forward configuration that sends every request to `to` while still naming `from` with
-/// weight 0, so the next flip (or a canary step) is a weight change rather than a new action.
-pub fn all_to(to: &TargetGroupArn, from: &TargetGroupArn) -> Vec<Forward> {
+/// The forward configuration that gives `green` its `share` and `stable` the rest, as weights
+/// that sum to 100. Both are always named, so every later step is a weight change.
+pub fn split(green: &TargetGroupArn, share: Percent, stable: &TargetGroupArn) -> Vec<Forward> {
+    let weight = |p: Percent| Weight(u16::from(p.get()));
     vec![
         Forward {
-            target_group: to.clone(),
-            weight: Weight::ALL,
+            target_group: stable.clone(),
+            weight: weight(share.rest()),
         },
         Forward {
-            target_group: from.clone(),
-            weight: Weight::ZERO,
+            target_group: green.clone(),
+            weight: weight(share),
         },
     ]
+}
+
+/// Every request to `to`, while still naming `from` at weight 0.
+pub fn all_to(to: &TargetGroupArn, from: &TargetGroupArn) -> Vec<Forward> {
+    split(to, Percent::ALL, from)
+}
+
+/// Whether two forward lists send the same shares to the same target groups: what a router
+/// write compares against what it expected to find, and what it reads back.
+pub fn same_forwards(a: &[Forward], b: &[Forward]) -> bool {
+    let key = |forwards: &[Forward]| {
+        let mut v: Vec<(TargetGroupArn, u16)> = forwards
+            .iter()
+            .map(|f| (f.target_group.clone(), f.weight.get()))
+            .collect();
+        v.sort();
+        v
+    };
+    key(a) == key(b)
 }
 
 #[cfg(test)]
@@ -345,6 +442,42 @@ mod tests {
         let lb = "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/checkout/50dc";
         assert_eq!(listener.load_balancer_arn().as_deref(), Some(lb));
         assert_eq!(rule.load_balancer_arn().as_deref(), Some(lb));
+    }
+
+    #[test]
+    fn load_balancer_kinds() {
+        let kind =
+            |arn: &str| RouterId::Listener(ListenerArn::parse(arn).unwrap()).load_balancer_kind();
+        assert_eq!(
+            kind("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/x/1/2"),
+            Some(LoadBalancerKind::Application)
+        );
+        assert_eq!(
+            kind("arn:aws:elasticloadbalancing:us-east-1:1:listener/net/x/1/2"),
+            Some(LoadBalancerKind::Network)
+        );
+    }
+
+    #[test]
+    fn splits_sum_to_100_and_compare_by_share() {
+        let s = split(&tg("b"), Percent::new(25).unwrap(), &tg("a"));
+        assert_eq!(s.iter().map(|f| f.weight.get()).sum::<u16>(), 100);
+        let r = RouterState {
+            action: RouterAction::Forward {
+                forwards: s.clone(),
+            },
+            ..router(&[])
+        };
+        assert_eq!(r.exact_percent(&tg("b")), Percent::new(25));
+        assert_eq!(router(&[("a", 2), ("b", 1)]).exact_percent(&tg("b")), None);
+        assert_eq!(
+            router(&[("a", 1)]).exact_percent(&tg("a")),
+            Some(Percent::ALL)
+        );
+        let mut reversed = s.clone();
+        reversed.reverse();
+        assert!(same_forwards(&s, &reversed));
+        assert!(!same_forwards(&s, &all_to(&tg("b"), &tg("a"))));
     }
 
     #[test]

@@ -5,11 +5,20 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::names::{ListenerArn, NameError, RuleArn, ServiceName, TargetGroupArn, parse_elb_arn};
-use super::router::{RouterId, Slots};
+use super::plan::{Pause, Percent, Plan, Step, Strategy};
+use super::router::{LoadBalancerKind, RouterId, Slots};
 
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_KEEP_WARM: Duration = Duration::from_secs(60 * 60);
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(2 * 60);
+/// The longest duration any setting takes: a year. Bounding durations at parse time means no
+/// deadline, pause end or warm-until time can overflow later.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The shortest lock lifetime: renewals happen every third of it, and AWS calls take time.
+pub const MIN_LOCK_TTL: Duration = Duration::from_secs(1);
+/// The longest TargetGroupStickinessConfig.DurationSeconds ELB accepts: 7 days.
+pub const MAX_STICKINESS: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// A configuration problem, in one line that names the key and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +41,26 @@ pub struct Spec {
     pub slots: Slots,
     pub health: HealthSpec,
     pub retention: RetentionSpec,
+    /// The strategy `deploy` uses unless `--strategy` says otherwise.
+    pub strategy: Strategy,
+    /// The blue/green plan: one flip, maybe behind a gate.
+    pub blue_green: Plan,
+    /// The canary plan, when `[canary]` gives one.
+    pub canary: Option<CanarySpec>,
+    pub lock: LockSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanarySpec {
+    pub plan: Plan,
+    /// Target-group stickiness while both slots take traffic, so a client stays on one release.
+    pub stickiness: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockSpec {
+    /// How long a lock holder that stops renewing keeps others out.
+    pub ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,11 +82,43 @@ pub struct RetentionSpec {
 struct RawConfig {
     service: String,
     region: Option<String>,
+    strategy: Option<String>,
     router: RawRouter,
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
     retention: RawRetention,
+    canary: Option<RawCanary>,
+    #[serde(default)]
+    bluegreen: RawBlueGreen,
+    #[serde(default)]
+    lock: RawLock,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    steps: Vec<RawStep>,
+    stickiness: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    weight: i64,
+    pause: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBlueGreen {
+    pause_before_flip: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    ttl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,9 +143,14 @@ struct RawRetention {
 }
 
 fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
+    match value {
+        None => Ok(default),
+        Some(value) => parse_duration(key, value),
+    }
+}
+
+/// A humantime duration, more than zero and at most [`MAX_DURATION`].
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     let parsed = humantime::parse_duration(value).map_err(|e| {
         ConfigError(format!(
             "{key} = {value:?} is not a duration ({e}); write e.g. \"90s\", \"10m\" or \"1h\""
@@ -93,7 +159,64 @@ fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duratio
     if parsed.is_zero() {
         return Err(ConfigError(format!("{key} must be longer than zero")));
     }
+    if parsed > MAX_DURATION {
+        return Err(ConfigError(format!(
+            "{key} = {value:?} is longer than a year; give at most \"365d\""
+        )));
+    }
     Ok(parsed)
+}
+
+/// A pause: `"manual"` or a duration.
+fn parse_pause(key: &str, value: Option<&str>) -> Result<Pause, ConfigError> {
+    match value.map(str::trim) {
+        None => Ok(Pause::None),
+        Some("manual") => Ok(Pause::Manual),
+        Some(value) => parse_duration(key, value).map(Pause::For),
+    }
+}
+
+fn canary_plan(raw: &RawCanary) -> Result<CanarySpec, ConfigError> {
+    let steps = raw
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(n, step)| {
+            let key = format!("[canary] steps[{}]", n + 1);
+            let weight = u8::try_from(step.weight)
+                .ok()
+                .and_then(Percent::new)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "{key} weight = {} is outside 0 to 100; weights are percent of traffic to \
+                         the new release",
+                        step.weight
+                    ))
+                })?;
+            let pause = parse_pause(&format!("{key} pause"), step.pause.as_deref())?;
+            Ok(Step { weight, pause })
+        })
+        .collect::<Result<Vec<Step>, ConfigError>>()?;
+    let plan = Plan::new(Strategy::Canary, steps)
+        .map_err(|e| ConfigError(format!("[canary] steps {e}")))?;
+    if plan.steps.iter().skip(1).any(|s| s.weight == Percent::ZERO) {
+        return Err(ConfigError(
+            "[canary] steps: only the first step may have weight 0 (a gate)".into(),
+        ));
+    }
+    let stickiness = raw
+        .stickiness
+        .as_deref()
+        .map(|value| parse_duration("[canary] stickiness", value))
+        .transpose()?;
+    if let Some(d) = stickiness
+        && (d < Duration::from_secs(1) || d > MAX_STICKINESS)
+    {
+        return Err(ConfigError(
+            "[canary] stickiness must be between 1s and 7d (what ELB accepts)".into(),
+        ));
+    }
+    Ok(CanarySpec { plan, stickiness })
 }
 
 /// One line from a TOML error: the message and where it is.
@@ -181,11 +304,41 @@ impl Spec {
             ));
         }
 
+        let canary = raw.canary.as_ref().map(canary_plan).transpose()?;
+        let strategy = match raw.strategy.as_deref() {
+            None => Strategy::BlueGreen,
+            Some(value) => Strategy::parse(value).ok_or_else(|| {
+                ConfigError(format!(
+                    "strategy = {value:?} is not a strategy; write \"bluegreen\" or \"canary\""
+                ))
+            })?,
+        };
+        if strategy == Strategy::Canary && canary.is_none() {
+            return Err(ConfigError(
+                "strategy = \"canary\" needs [canary] steps, e.g. steps = [{ weight = 10, pause = \"5m\" }, { weight = 100 }]".into(),
+            ));
+        }
+        if strategy == Strategy::Canary {
+            check_canary_router(&router)?;
+        }
+        let pause_before_flip = parse_pause(
+            "[bluegreen] pause_before_flip",
+            raw.bluegreen.pause_before_flip.as_deref(),
+        )?;
+        let lock_ttl = duration("[lock] ttl", raw.lock.ttl.as_deref(), DEFAULT_LOCK_TTL)?;
+        if lock_ttl < MIN_LOCK_TTL {
+            return Err(ConfigError("[lock] ttl must be at least 1s".into()));
+        }
+
         Ok(Spec {
             service,
             region: raw.region,
             router,
             slots,
+            strategy,
+            blue_green: Plan::blue_green(Some(pause_before_flip)),
+            canary,
+            lock: LockSpec { ttl: lock_ttl },
             health: HealthSpec {
                 timeout: duration(
                     "[health] timeout",
@@ -212,6 +365,39 @@ impl Spec {
     pub fn arn_region(&self) -> Option<&str> {
         self.slots.iter().next().and_then(|(_, tg)| tg.region())
     }
+
+    /// The plan a new release of `strategy` follows; bad input when the config has none.
+    pub fn plan(&self, strategy: Strategy) -> Result<Plan, ConfigError> {
+        match strategy {
+            Strategy::BlueGreen => Ok(self.blue_green.clone()),
+            Strategy::Canary => {
+                check_canary_router(&self.router)?;
+                self.canary.as_ref().map(|c| c.plan.clone()).ok_or_else(|| {
+                    ConfigError(
+                        "--strategy canary needs [canary] steps in the config, e.g. steps = [{ weight = 10, pause = \"5m\" }, { weight = 100 }]"
+                            .into(),
+                    )
+                })
+            }
+        }
+    }
+
+    /// The stickiness greenlight sets while traffic is split, when the config asks for it.
+    pub fn canary_stickiness(&self) -> Option<Duration> {
+        self.canary.as_ref().and_then(|c| c.stickiness)
+    }
+}
+
+/// A Network Load Balancer forward action takes one target group: no weights, no canary.
+fn check_canary_router(router: &RouterId) -> Result<(), ConfigError> {
+    if router.load_balancer_kind() == Some(LoadBalancerKind::Network) {
+        return Err(ConfigError(
+            "the router is a Network Load Balancer listener, whose forward action takes one \
+             target group, so a canary cannot split traffic there; use strategy = \"bluegreen\""
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

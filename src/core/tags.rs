@@ -1,13 +1,14 @@
 //! The tag schema: greenlight keeps a release's progress on its fleet's tags and nowhere else.
 //!
-//! Schema version 1 (`greenlight:schema = 1`). Every key starts with `greenlight:`:
+//! Schema version 2 (`greenlight:schema = 2`; version 1 had no canary keys and no `releasing`
+//! phase, and is still read). Every key starts with `greenlight:`:
 //!
 //! | key | value |
 //! |---|---|
 //! | `greenlight:schema` | `1` |
 //! | `greenlight:service` | the service name |
 //! | `greenlight:release` | the release this fleet runs |
-//! | `greenlight:phase` | `creating`, `provisioning`, `live`, `warm` or `failed` |
+//! | `greenlight:phase` | `creating`, `provisioning`, `releasing`, `live`, `warm` or `failed` |
 //! | `greenlight:image` | the AMI the release was deployed with (when `--image-id` was used) |
 //! | `greenlight:launch-template-version` | the launch template version the fleet launches |
 //! | `greenlight:created-at` | RFC 3339 time the fleet was created |
@@ -15,6 +16,13 @@
 //! | `greenlight:warm-until` | RFC 3339 time until which a previous release is kept warm |
 //! | `greenlight:failure` | why the release failed (phase `failed`), at most 256 characters |
 //! | `greenlight:suspended` | scaling processes greenlight suspended to keep a warm fleet at capacity (comma-separated), resumed when it goes live again |
+//! | `greenlight:plan` | the release's plan, e.g. `canary 5@5m,25@10m,50@manual,100` ([`Plan::encode`]) |
+//! | `greenlight:health-deadline` | RFC 3339 time by which the release must be healthy, or it fails |
+//! | `greenlight:step` | the number of the plan step whose weight is in effect (phase `releasing`) |
+//! | `greenlight:step-at` | RFC 3339 time that step's weight took effect: where its pause counts from |
+//! | `greenlight:promoted` | a `promote` request: the step number whose pause it ends, or `full` |
+//! | `greenlight:abort` | an `abort` request: RFC 3339 time and who asked |
+//! | `greenlight:rolled-back-at` | on a previous release: when a rollback moved traffic away from it |
 //!
 //! Readers ignore keys they do not know, so later versions may add keys without a bump; a
 //! change of meaning bumps the schema and readers refuse a newer schema than they know.
@@ -26,6 +34,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::names::{ReleaseName, ServiceName};
+use super::plan::{Plan, StepNumber};
 
 pub const PREFIX: &str = "greenlight:";
 pub const SCHEMA: &str = "greenlight:schema";
@@ -39,8 +48,20 @@ pub const LIVE_AT: &str = "greenlight:live-at";
 pub const WARM_UNTIL: &str = "greenlight:warm-until";
 pub const FAILURE: &str = "greenlight:failure";
 pub const SUSPENDED: &str = "greenlight:suspended";
+pub const PLAN: &str = "greenlight:plan";
+pub const HEALTH_DEADLINE: &str = "greenlight:health-deadline";
+pub const STEP: &str = "greenlight:step";
+pub const STEP_AT: &str = "greenlight:step-at";
+pub const PROMOTED: &str = "greenlight:promoted";
+pub const ABORT: &str = "greenlight:abort";
+pub const ROLLED_BACK_AT: &str = "greenlight:rolled-back-at";
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// The request tags and progress tags a release carries only while it is in progress.
+pub const IN_PROGRESS: [&str; 5] = [STEP, STEP_AT, PROMOTED, ABORT, HEALTH_DEADLINE];
+
+pub const SCHEMA_VERSION: u32 = 2;
+/// `promoted` value that ends every remaining pause.
+pub const PROMOTED_FULL: &str = "full";
 
 /// Longest tag value Auto Scaling accepts.
 pub const MAX_VALUE_LEN: usize = 256;
@@ -53,6 +74,8 @@ pub enum Phase {
     Creating,
     /// Fully configured and scaled; waiting for its targets to be healthy.
     Provisioning,
+    /// Healthy, and moving through its plan: at a gate, or taking part of the traffic.
+    Releasing,
     /// Takes the traffic.
     Live,
     /// A previous release, kept at capacity so rollback is one call.
@@ -66,6 +89,7 @@ impl Phase {
         match self {
             Phase::Creating => "creating",
             Phase::Provisioning => "provisioning",
+            Phase::Releasing => "releasing",
             Phase::Live => "live",
             Phase::Warm => "warm",
             Phase::Failed => "failed",
@@ -76,6 +100,7 @@ impl Phase {
         [
             Phase::Creating,
             Phase::Provisioning,
+            Phase::Releasing,
             Phase::Live,
             Phase::Warm,
             Phase::Failed,
@@ -104,6 +129,54 @@ pub struct ReleaseTags {
     pub failure: Option<String>,
     /// Processes greenlight suspended (and must resume); `None` when it suspended nothing.
     pub suspended: Option<Vec<String>>,
+    pub plan: Option<Plan>,
+    /// The plan tag was there but unreadable (written by a newer greenlight, or by hand).
+    pub plan_unreadable: bool,
+    pub health_deadline: Option<SystemTime>,
+    pub step: Option<StepNumber>,
+    pub step_at: Option<SystemTime>,
+    pub promoted: Option<Promoted>,
+    pub abort: Option<String>,
+    pub rolled_back_at: Option<SystemTime>,
+}
+
+/// What `promote` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Promoted {
+    /// End the pause of this step (and only this one).
+    Step(StepNumber),
+    /// Skip every remaining pause and step: go to 100%.
+    Full,
+}
+
+impl Promoted {
+    pub fn encode(self) -> String {
+        match self {
+            Promoted::Step(n) => n.to_string(),
+            Promoted::Full => PROMOTED_FULL.to_owned(),
+        }
+    }
+
+    pub fn decode(value: &str) -> Option<Promoted> {
+        match value.trim() {
+            PROMOTED_FULL => Some(Promoted::Full),
+            n => n.parse().ok().map(|n| Promoted::Step(StepNumber(n))),
+        }
+    }
+
+    /// Whether this request ends the pause of step `n`.
+    pub fn ends(self, n: StepNumber) -> bool {
+        match self {
+            Promoted::Full => true,
+            Promoted::Step(m) => m >= n,
+        }
+    }
+}
+
+fn time(tags: &BTreeMap<String, String>, key: &str) -> Option<SystemTime> {
+    tags.get(key)
+        .and_then(|v| humantime::parse_rfc3339_weak(v).ok())
 }
 
 impl ReleaseTags {
@@ -116,9 +189,7 @@ impl ReleaseTags {
             phase: tags.get(PHASE).and_then(|v| Phase::parse(v)),
             image: get(IMAGE),
             launch_template_version: get(LAUNCH_TEMPLATE_VERSION),
-            warm_until: tags
-                .get(WARM_UNTIL)
-                .and_then(|v| humantime::parse_rfc3339_weak(v).ok()),
+            warm_until: time(tags, WARM_UNTIL),
             failure: get(FAILURE),
             suspended: tags.get(SUSPENDED).map(|v| {
                 v.split(',')
@@ -127,6 +198,17 @@ impl ReleaseTags {
                     .map(str::to_owned)
                     .collect()
             }),
+            plan: tags.get(PLAN).and_then(|v| Plan::decode(v)),
+            plan_unreadable: tags.get(PLAN).is_some_and(|v| Plan::decode(v).is_none()),
+            health_deadline: time(tags, HEALTH_DEADLINE),
+            step: tags
+                .get(STEP)
+                .and_then(|v| v.trim().parse().ok())
+                .map(StepNumber),
+            step_at: time(tags, STEP_AT),
+            promoted: tags.get(PROMOTED).and_then(|v| Promoted::decode(v)),
+            abort: get(ABORT),
+            rolled_back_at: time(tags, ROLLED_BACK_AT),
         }
     }
 
@@ -153,26 +235,43 @@ pub fn clip(value: &str) -> String {
     format!("{}…", &value[..end])
 }
 
+/// What a new release records about itself when its fleet is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRelease<'a> {
+    pub service: &'a ServiceName,
+    pub release: &'a ReleaseName,
+    pub image: Option<&'a str>,
+    pub launch_template_version: Option<&'a str>,
+    pub plan: &'a Plan,
+    pub health_deadline: SystemTime,
+    pub now: SystemTime,
+}
+
 /// The tags a new release fleet is created with.
-pub fn for_new_release(
-    service: &ServiceName,
-    release: &ReleaseName,
-    image: Option<&str>,
-    launch_template_version: Option<&str>,
-    now: SystemTime,
-) -> Vec<(String, String)> {
+pub fn for_new_release(new: &NewRelease<'_>) -> Vec<(String, String)> {
+    let NewRelease {
+        service,
+        release,
+        image,
+        launch_template_version,
+        plan,
+        health_deadline,
+        now,
+    } = new;
     let mut tags = vec![
         (SCHEMA.to_owned(), SCHEMA_VERSION.to_string()),
         (SERVICE.to_owned(), service.to_string()),
         (RELEASE.to_owned(), release.to_string()),
         (PHASE.to_owned(), Phase::Creating.to_string()),
-        (CREATED_AT.to_owned(), timestamp(now)),
+        (CREATED_AT.to_owned(), timestamp(*now)),
+        (PLAN.to_owned(), plan.encode()),
+        (HEALTH_DEADLINE.to_owned(), timestamp(*health_deadline)),
     ];
     if let Some(image) = image {
-        tags.push((IMAGE.to_owned(), image.to_owned()));
+        tags.push((IMAGE.to_owned(), (*image).to_owned()));
     }
     if let Some(version) = launch_template_version {
-        tags.push((LAUNCH_TEMPLATE_VERSION.to_owned(), version.to_owned()));
+        tags.push((LAUNCH_TEMPLATE_VERSION.to_owned(), (*version).to_owned()));
     }
     tags
 }
@@ -188,14 +287,24 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let service = ServiceName::parse("checkout").unwrap();
         let release = ReleaseName::parse("v2").unwrap();
-        let mut map: BTreeMap<String, String> =
-            for_new_release(&service, &release, Some("ami-12345678"), Some("3"), now)
-                .into_iter()
-                .collect();
+        let plan = Plan::blue_green(None);
+        let mut map: BTreeMap<String, String> = for_new_release(&NewRelease {
+            service: &service,
+            release: &release,
+            image: Some("ami-12345678"),
+            launch_template_version: Some("3"),
+            plan: &plan,
+            health_deadline: now + Duration::from_secs(600),
+            now,
+        })
+        .into_iter()
+        .collect();
         map.insert(WARM_UNTIL.into(), timestamp(now));
         map.insert("team".into(), "payments".into());
         let tags = ReleaseTags::read(&map);
-        assert_eq!(tags.schema, Some(1));
+        assert_eq!(tags.schema, Some(SCHEMA_VERSION));
+        assert_eq!(tags.plan, Some(plan));
+        assert_eq!(tags.health_deadline, Some(now + Duration::from_secs(600)));
         assert!(tags.managed_for(&service));
         assert_eq!(tags.release.as_deref(), Some("v2"));
         assert_eq!(tags.phase, Some(Phase::Creating));

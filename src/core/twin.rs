@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use super::fleet::{FleetConfig, FleetLaunch, FleetTag, ScalingPolicy, ScheduledAction};
 use super::names::{FleetName, ReleaseName, ServiceName, TargetGroupArn};
+use super::plan::Plan;
 use super::tags;
 
 /// What the twin needs to know besides the live fleet's configuration.
@@ -20,6 +21,9 @@ pub struct TwinPlan<'a> {
     pub launch_template_version: &'a str,
     /// The AMI the version was made with, when greenlight made it.
     pub image: Option<&'a str>,
+    /// The steps the release will take, recorded on green so every later run follows them.
+    pub release_plan: &'a Plan,
+    pub health_deadline: SystemTime,
     pub now: SystemTime,
 }
 
@@ -134,13 +138,15 @@ pub fn twin(live: &FleetConfig, plan: &TwinPlan<'_>) -> Result<Twin, TwinError> 
         .cloned()
         .collect();
     fleet_tags.extend(
-        tags::for_new_release(
-            plan.service,
-            plan.release,
-            plan.image,
-            Some(plan.launch_template_version),
-            plan.now,
-        )
+        tags::for_new_release(&tags::NewRelease {
+            service: plan.service,
+            release: plan.release,
+            image: plan.image,
+            launch_template_version: Some(plan.launch_template_version),
+            plan: plan.release_plan,
+            health_deadline: plan.health_deadline,
+            now: plan.now,
+        })
         .into_iter()
         .map(|(key, value)| FleetTag {
             key,
@@ -379,6 +385,8 @@ mod tests {
                 idle_target_group: &tg_b,
                 launch_template_version: "7",
                 image: Some("ami-0123456789abcdef0"),
+                release_plan: &Plan::blue_green(None),
+                health_deadline: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_600),
                 now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
             },
         )

@@ -3,9 +3,12 @@
 
 use serde::Serialize;
 
-use crate::core::decide::Action;
+use std::time::SystemTime;
+
+use crate::core::decide::{Action, Wait, WaitReason};
 use crate::core::health::FleetHealth;
 use crate::core::names::{FleetName, TargetGroupArn};
+use crate::core::plan::{Percent, StepNumber, Strategy};
 use crate::core::router::Slot;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,6 +22,9 @@ pub enum Event {
         live_slot: Slot,
         live_target_group: TargetGroupArn,
         idle_target_group: TargetGroupArn,
+        strategy: Strategy,
+        /// The plan, e.g. `canary 5@5m,25@10m,50@manual,100`.
+        plan: String,
     },
     /// A step is about to be applied.
     Step {
@@ -32,6 +38,54 @@ pub enum Event {
         in_service: u32,
         healthy: u32,
         summary: String,
+    },
+    /// A timed pause (bake) at a step; the next step follows at `until` unless promoted.
+    Pause {
+        release: String,
+        step: StepNumber,
+        of: u32,
+        weight: Percent,
+        #[serde(with = "rfc3339")]
+        until: SystemTime,
+    },
+    /// A manual gate: the release holds its weight until `greenlight promote`.
+    Gate {
+        release: String,
+        step: StepNumber,
+        of: u32,
+        weight: Percent,
+    },
+    /// `deploy --no-wait` (or `promote`) stopped at a manual gate; the release waits there.
+    Paused {
+        release: String,
+        step: StepNumber,
+        of: u32,
+        weight: Percent,
+    },
+    /// `promote` recorded its request; `driver` says who carries it out.
+    Promoted {
+        release: String,
+        /// The step whose pause ended; absent with `--full`.
+        step: Option<StepNumber>,
+        full: bool,
+        /// `this process` or the holder of the lock, e.g. `ci@build-7 (pid 4242)`.
+        driver: String,
+    },
+    /// `abort` (or `rollback` during a release) asked the running deploy to stop it.
+    AbortRequested {
+        release: String,
+        driver: String,
+    },
+    /// The release in progress was stopped: traffic is all on the live release again.
+    Aborted {
+        release: String,
+        live_release: String,
+        slot: Slot,
+    },
+    /// `abort` found no release in progress.
+    NothingToAbort {
+        live_release: String,
+        slot: Slot,
     },
     Warning {
         message: String,
@@ -52,6 +106,15 @@ pub enum Event {
     RolledBack {
         release: String,
         slot: Slot,
+        /// False when it was already there (an earlier rollback, or one this run finished).
+        flipped: bool,
+    },
+    /// Nothing to do: the release live now is the one an earlier rollback went back to.
+    AlreadyRolledBack {
+        release: String,
+        slot: Slot,
+        /// The release it was rolled back from, and when.
+        from: String,
     },
     /// The command stopped with an error; `exit_code` is the process's.
     Error {
@@ -61,6 +124,36 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event for a wait the core decided.
+    pub fn waiting(wait: &Wait) -> Event {
+        match &wait.why {
+            WaitReason::Health { fleet, health } => Event::health(fleet, health),
+            WaitReason::Pause {
+                release,
+                step,
+                of,
+                weight,
+            } => Event::Pause {
+                release: release.clone(),
+                step: *step,
+                of: *of,
+                weight: *weight,
+                until: wait.until.unwrap_or(SystemTime::UNIX_EPOCH),
+            },
+            WaitReason::Gate {
+                release,
+                step,
+                of,
+                weight,
+            } => Event::Gate {
+                release: release.clone(),
+                step: *step,
+                of: *of,
+                weight: *weight,
+            },
+        }
+    }
+
     pub fn health(fleet: &FleetName, health: &FleetHealth) -> Event {
         Event::Health {
             fleet: fleet.clone(),
@@ -86,5 +179,15 @@ pub struct Recorder {
 impl Reporter for Recorder {
     fn report(&mut self, event: &Event) {
         self.events.push(event.clone());
+    }
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::core::tags::timestamp(*t))
     }
 }

@@ -8,7 +8,8 @@ use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
 use crate::core::decide::{Action, Green, Launch};
 use crate::core::fleet::{Capacity, FleetConfig};
 use crate::core::names::{FleetName, ReleaseName};
-use crate::core::router::all_to;
+use crate::core::plan::{Plan, StepNumber};
+use crate::core::router::{Forward, RouterWrite, same_forwards};
 use crate::core::spec::Spec;
 use crate::core::tags::{self, Phase};
 use crate::core::twin::{Twin, TwinPlan, twin};
@@ -30,13 +31,22 @@ pub async fn apply<C: Cloud>(
 ) -> Result<Applied, Failure> {
     let cloud_err = Failure::cloud(true);
     match action {
-        Action::JoinRouter { target_group, live } => {
-            cloud
-                .route(&spec.router, &all_to(live, target_group))
-                .await
-                .map_err(cloud_err)?;
+        Action::JoinRouter { write, .. }
+        | Action::Flip { write, .. }
+        | Action::RouteBack { write, .. } => {
+            route(cloud, spec, write).await?;
+        }
+        Action::Shift {
+            fleet, step, write, ..
+        } => {
+            route(cloud, spec, write).await?;
+            record_step(cloud, fleet, *step, now).await?;
+        }
+        Action::Begin { fleet, step, .. } => {
+            record_step(cloud, fleet, *step, now).await?;
         }
         Action::RetireFleet { fleet, .. } => {
+            takes_no_traffic(cloud, spec, fleet).await?;
             cloud.delete_fleet(fleet).await.map_err(cloud_err)?;
         }
         Action::CreateFleet(green) => {
@@ -68,20 +78,30 @@ pub async fn apply<C: Cloud>(
                 .map_err(cloud_err)?;
             set_phase(cloud, fleet, Phase::Provisioning, &[]).await?;
         }
-        Action::ReviveFleet { fleet, capacity } => {
+        Action::ReviveFleet {
+            fleet,
+            capacity,
+            plan,
+            health_deadline,
+            ..
+        } => {
             cloud
                 .set_capacity(fleet, *capacity)
                 .await
                 .map_err(cloud_err)?;
-            cloud
-                .untag_fleet(fleet, &[tags::FAILURE.to_owned()])
-                .await
-                .map_err(cloud_err)?;
-            set_phase(cloud, fleet, Phase::Provisioning, &[]).await?;
+            restage(cloud, fleet, plan, *health_deadline).await?;
         }
-        Action::Flip { to, from, .. } => {
+        Action::Restage {
+            fleet,
+            plan,
+            health_deadline,
+            ..
+        } => {
+            restage(cloud, fleet, plan, *health_deadline).await?;
+        }
+        Action::MatchCapacity { fleet, capacity } => {
             cloud
-                .route(&spec.router, &all_to(to, from))
+                .set_capacity(fleet, *capacity)
                 .await
                 .map_err(cloud_err)?;
         }
@@ -96,17 +116,18 @@ pub async fn apply<C: Cloud>(
                 .resume_processes(fleet, resume)
                 .await
                 .map_err(cloud_err)?;
-            cloud
-                .untag_fleet(
-                    fleet,
-                    &[
-                        tags::WARM_UNTIL.to_owned(),
-                        tags::FAILURE.to_owned(),
-                        tags::SUSPENDED.to_owned(),
-                    ],
-                )
-                .await
-                .map_err(cloud_err)?;
+            let mut gone: Vec<String> = [
+                tags::WARM_UNTIL,
+                tags::FAILURE,
+                tags::SUSPENDED,
+                tags::ROLLED_BACK_AT,
+            ]
+            .iter()
+            .chain(tags::IN_PROGRESS.iter())
+            .map(|k| (*k).to_owned())
+            .collect();
+            gone.dedup();
+            cloud.untag_fleet(fleet, &gone).await.map_err(cloud_err)?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),
@@ -120,6 +141,7 @@ pub async fn apply<C: Cloud>(
             release,
             until,
             suspend,
+            rolled_back,
         } => {
             // Which processes are greenlight's to resume is recorded before any is suspended.
             cloud
@@ -130,18 +152,29 @@ pub async fn apply<C: Cloud>(
                 .suspend_processes(fleet, suspend)
                 .await
                 .map_err(cloud_err)?;
-            let extra = [
+            let mut extra = vec![
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),
                 (tags::RELEASE.to_owned(), release.clone()),
                 (tags::WARM_UNTIL.to_owned(), tags::timestamp(*until)),
             ];
+            if *rolled_back {
+                extra.push((tags::ROLLED_BACK_AT.to_owned(), tags::timestamp(now)));
+            }
             set_phase(cloud, fleet, Phase::Warm, &extra).await?;
         }
         Action::FailRelease { fleet, reasons, .. } => {
+            takes_no_traffic(cloud, spec, fleet).await?;
             // Scale first: a failed release must stop costing money even if tagging fails.
             cloud
                 .set_capacity(fleet, Capacity::ZERO)
+                .await
+                .map_err(cloud_err)?;
+            cloud
+                .untag_fleet(
+                    fleet,
+                    &[tags::STEP, tags::STEP_AT, tags::PROMOTED].map(str::to_owned),
+                )
                 .await
                 .map_err(cloud_err)?;
             let failure = [(tags::FAILURE.to_owned(), tags::clip(&reasons.join("; ")))];
@@ -149,6 +182,115 @@ pub async fn apply<C: Cloud>(
         }
     }
     Ok(Applied::default())
+}
+
+/// One conditional router write, checked against what AWS answers it now holds.
+async fn route<C: Cloud>(cloud: &C, spec: &Spec, write: &RouterWrite) -> Result<(), Failure> {
+    let kept = cloud
+        .route(&spec.router, write)
+        .await
+        .map_err(Failure::cloud(true))?;
+    if !same_forwards(&kept, &write.forwards) {
+        return Err(Failure::NeedsAttention(format!(
+            "AWS did not keep the weights greenlight wrote to {}: asked for {}, it reports {}",
+            spec.router,
+            describe_forwards(&write.forwards),
+            describe_forwards(&kept)
+        )));
+    }
+    Ok(())
+}
+
+fn describe_forwards(forwards: &[Forward]) -> String {
+    let parts: Vec<String> = forwards
+        .iter()
+        .map(|f| format!("{} {}", f.target_group.short_name(), f.weight.get()))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Re-reads the router right before a fleet is shrunk or deleted: in the pass that decided it
+/// the fleet took no traffic, and it must not have started since.
+async fn takes_no_traffic<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    fleet: &FleetName,
+) -> Result<(), Failure> {
+    let router = cloud
+        .router(&spec.router)
+        .await
+        .map_err(Failure::cloud(true))?;
+    let Some(summary) = cloud
+        .fleet_summary(fleet)
+        .await
+        .map_err(Failure::cloud(true))?
+    else {
+        return Ok(());
+    };
+    if let Some(tg) = summary
+        .target_groups
+        .iter()
+        .find(|tg| router.weight_of(tg).get() > 0)
+    {
+        return Err(Failure::NeedsAttention(format!(
+            "fleet {fleet} takes traffic through target group {} now (the router changed since \
+             greenlight looked); it was not shrunk or deleted",
+            tg.short_name()
+        )));
+    }
+    Ok(())
+}
+
+/// Records that step `step`'s weight is in effect from `now`.
+async fn record_step<C: Cloud>(
+    cloud: &C,
+    fleet: &FleetName,
+    step: StepNumber,
+    now: SystemTime,
+) -> Result<(), Failure> {
+    set_phase(
+        cloud,
+        fleet,
+        Phase::Releasing,
+        &[
+            (tags::STEP.to_owned(), step.to_string()),
+            (tags::STEP_AT.to_owned(), tags::timestamp(now)),
+        ],
+    )
+    .await
+}
+
+/// Back to `provisioning` with a fresh plan and deadline: a failed release retried, or a
+/// previous release deployed again.
+async fn restage<C: Cloud>(
+    cloud: &C,
+    fleet: &FleetName,
+    plan: &Plan,
+    health_deadline: SystemTime,
+) -> Result<(), Failure> {
+    let mut gone: Vec<String> = [tags::FAILURE, tags::WARM_UNTIL, tags::ROLLED_BACK_AT]
+        .iter()
+        .chain(tags::IN_PROGRESS.iter())
+        .map(|k| (*k).to_owned())
+        .collect();
+    gone.dedup();
+    cloud
+        .untag_fleet(fleet, &gone)
+        .await
+        .map_err(Failure::cloud(true))?;
+    set_phase(
+        cloud,
+        fleet,
+        Phase::Provisioning,
+        &[
+            (tags::PLAN.to_owned(), plan.encode()),
+            (
+                tags::HEALTH_DEADLINE.to_owned(),
+                tags::timestamp(health_deadline),
+            ),
+        ],
+    )
+    .await
 }
 
 /// Creates green with no instances: none may launch before its scaling policies, scheduled
@@ -254,11 +396,32 @@ async fn launch_version<C: Cloud>(
             ),
             changed: true,
         })?;
+    let token = client_token(&[
+        &template.id,
+        &source.number.to_string(),
+        &description,
+        image.as_str(),
+    ]);
     let created = cloud
-        .create_launch_template_version(&template.id, source.number, image, &description)
+        .create_launch_template_version(&template.id, source.number, image, &description, &token)
         .await
         .map_err(Failure::cloud(true))?;
     Ok(created.number.to_string())
+}
+
+/// A client token derived from what a request creates, so any repeat of it (an SDK retry after a
+/// lost answer, or a re-run after a crash) names the same request; at most 64 characters.
+pub fn client_token(parts: &[&str]) -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut second: u64 = 0x8422_2325_cbf2_9ce4;
+    for part in parts {
+        for byte in part.bytes().chain([0u8]) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            second = (second ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3 + 2);
+        }
+    }
+    format!("greenlight-{hash:016x}{second:016x}")
 }
 
 fn build_twin(
@@ -288,6 +451,8 @@ fn build_twin(
             idle_target_group: &green.target_group,
             launch_template_version: version,
             image,
+            release_plan: &green.plan,
+            health_deadline: green.health_deadline,
             now,
         },
     )?)

@@ -5,6 +5,8 @@ use crate::core::decide::{Refusal, RefusalKind};
 use crate::core::spec::ConfigError;
 use crate::core::twin::TwinError;
 
+use super::stop::Signal;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Failure {
     #[error("{0}")]
@@ -15,7 +17,7 @@ pub enum Failure {
     #[error("{0}")]
     Twin(#[from] TwinError),
     /// Green never became healthy; traffic stayed on (or went back to) the previous release.
-    #[error("release {release} failed: {}", reasons.join("; "))]
+    #[error("{}", release_failed(release, reasons))]
     ReleaseFailed {
         release: String,
         reasons: Vec<String>,
@@ -28,6 +30,22 @@ pub enum Failure {
     /// decides between "fix the input" and "fix it, then re-run to resume".
     #[error("{}", cloud_message(error, *changed))]
     Cloud { error: CloudError, changed: bool },
+    /// A signal asked the run to stop; it stopped at a safe point between two steps.
+    #[error("stopped by {signal} at a safe point; {state}; {resume}")]
+    Interrupted {
+        signal: Signal,
+        /// Where traffic and the release stand, for people.
+        state: String,
+        /// The command that carries on from here.
+        resume: String,
+    },
+}
+
+fn release_failed(release: &str, reasons: &[String]) -> String {
+    match release {
+        "" => reasons.join("; "),
+        release => format!("release {release} failed: {}", reasons.join("; ")),
+    }
 }
 
 fn cloud_message(error: &CloudError, changed: bool) -> String {
@@ -56,6 +74,10 @@ impl From<Refusal> for Failure {
             RefusalKind::BadInput => Failure::BadInput(refusal.message),
             RefusalKind::Busy => Failure::Busy(refusal.message),
             RefusalKind::NeedsAttention => Failure::NeedsAttention(refusal.message),
+            RefusalKind::ReleaseFailed => Failure::ReleaseFailed {
+                release: String::new(),
+                reasons: vec![refusal.message],
+            },
         }
     }
 }

@@ -3,9 +3,11 @@
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind, TargetGroupInfo};
 use crate::core::decide::{DeployRequest, Launch, live};
 use crate::core::fleet::LaunchTemplateRef;
-use crate::core::names::TargetGroupArn;
+use crate::core::names::{FleetName, TargetGroupArn};
+use crate::core::observed::Observed;
 use crate::core::router::RouterId;
 use crate::core::spec::Spec;
+use crate::core::tags::ReleaseTags;
 use crate::core::twin::check_launch;
 
 use super::failure::Failure;
@@ -77,12 +79,12 @@ async fn check_target_group<C: Cloud>(
     Ok(info)
 }
 
-/// Everything `deploy` can check without changing anything.
+/// Everything `deploy` can check without changing anything; returns the observation it made.
 pub async fn check_deploy<C: Cloud>(
     cloud: &C,
     spec: &Spec,
     request: &DeployRequest,
-) -> Result<(), Failure> {
+) -> Result<Observed, Failure> {
     check_resources(cloud, spec).await?;
     if let Launch::Image(image) = &request.launch
         && !cloud
@@ -99,8 +101,9 @@ pub async fn check_deploy<C: Cloud>(
     if live.occupant.tags.managed_for(&spec.service)
         && live.occupant.release() == request.release.as_str()
     {
-        return Ok(());
+        return Ok(observed);
     }
+    check_fleet_name(cloud, spec, request).await?;
     let config = cloud
         .fleet_config(&live.occupant.fleet.name)
         .await
@@ -122,6 +125,53 @@ pub async fn check_deploy<C: Cloud>(
                 template.id
             )));
         }
+    }
+    Ok(observed)
+}
+
+/// The release's fleet name must be free, or already this release's fleet in one of the slots:
+/// AWS would refuse to create a second group of that name only after greenlight had changed the
+/// router.
+async fn check_fleet_name<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    request: &DeployRequest,
+) -> Result<(), Failure> {
+    let name = FleetName::for_release(&spec.service, &request.release);
+    let Some(existing) = cloud
+        .fleet_summary(&name)
+        .await
+        .map_err(Failure::cloud(false))?
+    else {
+        return Ok(());
+    };
+    if existing.deleting {
+        return Err(Failure::BadInput(format!(
+            "an Auto Scaling group named {name} is being deleted; wait until it is gone, or \
+             deploy under another --release name"
+        )));
+    }
+    let tags = ReleaseTags::read(&existing.tags);
+    let ours = tags.managed_for(&spec.service)
+        && tags.release.as_deref() == Some(request.release.as_str());
+    let in_a_slot = existing
+        .target_groups
+        .iter()
+        .any(|tg| spec.slots.slot_of(tg).is_some());
+    if !ours || !in_a_slot {
+        let whose = match (&tags.service, &tags.release) {
+            (Some(service), Some(release)) => format!("release {release} of service {service}"),
+            _ => "not a greenlight release".to_owned(),
+        };
+        let detached = if ours {
+            ", and is attached to neither target group"
+        } else {
+            ""
+        };
+        return Err(Failure::BadInput(format!(
+            "an Auto Scaling group named {name} already exists ({whose}{detached}); deploy under \
+             another --release name, or delete that group"
+        )));
     }
     Ok(())
 }

@@ -1,79 +1,158 @@
-//! `greenlight rollback`: one router call back to the warm previous release, then the tags.
+//! `greenlight rollback`: the previous release takes all traffic again, in one router call, once.
 
 use crate::core::cloud::Cloud;
-use crate::core::decide::{Action, decide_rollback, live, rollback_unsettled, settle_after_flip};
+use crate::core::decide::{Done, decide_rollback, in_progress, live};
 use crate::core::router::Slot;
-use crate::core::spec::Spec;
 
+use super::abort::{Aborted, stop_release};
 use super::clock::Clock;
+use super::context::Context;
+use super::driver::{Ending, Options};
 use super::events::{Event, Reporter};
-use super::execute::apply;
 use super::failure::Failure;
 use super::observe::observe;
 use super::preflight::check_resources;
 
-const MAX_SETTLE_PASSES: usize = 6;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RolledBack {
-    pub release: String,
-    pub slot: Slot,
+pub enum RolledBack {
+    /// `release` takes all traffic again; `flipped` is false when this run only finished an
+    /// interrupted rollback.
+    To {
+        release: String,
+        slot: Slot,
+        flipped: bool,
+    },
+    /// An earlier rollback already made `release` live (from `from`): nothing was done.
+    Already {
+        release: String,
+        slot: Slot,
+        from: String,
+    },
+    /// A release was in progress: it was stopped instead (`rollback` during a release is
+    /// `abort`).
+    Aborted(Aborted),
 }
 
-/// Routes all traffic to the previous release if it is still warm and healthy.
+/// Routes all traffic to the previous release if it is still warm and healthy; with `to`, to
+/// that release only.
 ///
 /// # Guarantees
-/// Nothing is awaited between the observation that found the previous release healthy and the
-/// flip; tags are fixed only after traffic has moved.
+/// - Nothing is awaited between the observation that found the previous release healthy and
+///   the flip but the lock check, which makes no call unless the lock is due for renewal.
+/// - Run twice, the second run changes nothing: the release a rollback left is marked, and a
+///   plain rollback does not return to it.
 pub async fn rollback<C: Cloud, K: Clock>(
-    cloud: &C,
-    clock: &K,
+    ctx: &Context<'_, C, K>,
     reporter: &mut dyn Reporter,
-    spec: &Spec,
+    to: Option<&str>,
 ) -> Result<RolledBack, Failure> {
-    check_resources(cloud, spec).await?;
-    let observed = observe(cloud, spec).await.map_err(Failure::cloud(false))?;
-    // The fleet that had the traffic before this rollback, if it flips.
-    let mut left = None;
-    let rolled_back = if rollback_unsettled(spec, &observed) {
-        // An interrupted rollback: traffic is already back; only its tags are left to do.
-        let live = live(spec, &observed)?;
-        RolledBack {
-            release: live.occupant.release(),
-            slot: live.slot,
+    let spec = ctx.spec;
+    check_resources(ctx.cloud, spec).await?;
+    let mut lease = match ctx.lock("rollback").await {
+        Ok(lease) => lease,
+        Err(Failure::Busy(busy)) => {
+            // A release in progress elsewhere: rollback means stopping it, through its runner.
+            let observed = observe(ctx.cloud, spec)
+                .await
+                .map_err(Failure::cloud(false))?;
+            let releasing = live(spec, &observed)
+                .ok()
+                .is_some_and(|l| in_progress(spec, &observed, &l).is_some());
+            if !releasing {
+                return Err(Failure::Busy(busy));
+            }
+            return stop_release(ctx, reporter, "rollback")
+                .await
+                .map(RolledBack::Aborted);
         }
-    } else {
-        left = Some(live(spec, &observed)?.occupant.fleet.name.clone());
-        let flip = decide_rollback(spec, &observed)?;
-        let Action::Flip { to, release, .. } = &flip else {
-            unreachable!("decide_rollback only flips")
-        };
-        let slot = spec.slots.slot_of(to).expect("flip targets a slot");
-        reporter.report(&Event::Step {
-            action: flip.clone(),
-        });
-        apply(cloud, spec, &flip, clock.now()).await?;
-        RolledBack {
-            release: release.clone(),
-            slot,
+        Err(other) => return Err(other),
+    };
+    let by = ctx.holder.to_string();
+    let mut driver = ctx.driver(reporter, &mut lease);
+    let ending = driver
+        .drive(
+            |observed, now| decide_rollback(spec, observed, now, to, &by),
+            Options {
+                stop_at_gate: false,
+                end_on_failure: false,
+                resume_hint: "re-run `greenlight rollback` to finish it (it will not flip back)",
+            },
+        )
+        .await;
+    let (flipped, changed, stopped) = (
+        driver.moved_traffic,
+        driver.changed,
+        driver.failed_release.take(),
+    );
+    ctx.unlock(lease, reporter).await;
+    let done = match ending? {
+        Ending::Done(done) => done,
+        other => {
+            return Err(Failure::NeedsAttention(format!(
+                "the rollback ended unexpectedly: {other:?}"
+            )));
         }
     };
-    let slot = rolled_back.slot;
-    // Marking warm, then live: two steps, plus slack for a tag write AWS shows late.
-    for _ in 0..MAX_SETTLE_PASSES {
-        let observed = observe(cloud, spec).await.map_err(Failure::cloud(true))?;
-        let now = clock.now();
-        let Some(action) = settle_after_flip(spec, &observed, now, left.as_ref())? else {
-            break;
-        };
-        reporter.report(&Event::Step {
-            action: action.clone(),
-        });
-        apply(cloud, spec, &action, now).await?;
+    let (live_release, slot) = match &done {
+        Done::Live { release, slot }
+        | Done::NothingInProgress { release, slot }
+        | Done::AlreadyRolledBack { release, slot, .. } => (release.clone(), *slot),
+    };
+    let result = match (stopped, done) {
+        (Some(release), _) => RolledBack::Aborted(Aborted::Stopped {
+            release,
+            live: live_release,
+            slot,
+        }),
+        // This run's flip, or the finishing of an interrupted rollback's: a rollback happened.
+        (
+            None,
+            Done::AlreadyRolledBack { .. } | Done::Live { .. } | Done::NothingInProgress { .. },
+        ) if flipped || changed => RolledBack::To {
+            release: live_release,
+            slot,
+            flipped,
+        },
+        (None, Done::AlreadyRolledBack { from, .. }) => RolledBack::Already {
+            release: live_release,
+            slot,
+            from,
+        },
+        (None, Done::Live { .. } | Done::NothingInProgress { .. }) => RolledBack::To {
+            release: live_release,
+            slot,
+            flipped,
+        },
+    };
+    match &result {
+        RolledBack::To {
+            release,
+            slot,
+            flipped,
+        } => reporter.report(&Event::RolledBack {
+            release: release.clone(),
+            slot: *slot,
+            flipped: *flipped,
+        }),
+        RolledBack::Already {
+            release,
+            slot,
+            from,
+        } => reporter.report(&Event::AlreadyRolledBack {
+            release: release.clone(),
+            slot: *slot,
+            from: from.clone(),
+        }),
+        RolledBack::Aborted(Aborted::Stopped {
+            release,
+            live,
+            slot,
+        }) => reporter.report(&Event::Aborted {
+            release: release.clone(),
+            live_release: live.clone(),
+            slot: *slot,
+        }),
+        RolledBack::Aborted(Aborted::NothingInProgress { .. }) => {}
     }
-    reporter.report(&Event::RolledBack {
-        release: rolled_back.release.clone(),
-        slot,
-    });
-    Ok(rolled_back)
+    Ok(result)
 }

@@ -1,15 +1,22 @@
-//! `greenlight status`: where traffic goes and what serves it, read-only.
+//! `greenlight status`: where traffic goes, what serves it, the release in progress, the lock.
+//! Read-only.
+
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::core::cloud::Cloud;
+use crate::core::decide::{in_progress, live};
+use crate::core::lock::LockRecord;
 use crate::core::names::TargetGroupArn;
 use crate::core::observed::{Observed, Occupancy};
+use crate::core::plan::{PauseState, Percent, Strategy, pause_state};
 use crate::core::router::{RouterId, Routing, Slot};
 use crate::core::spec::Spec;
-use crate::core::tags::{self, ReleaseTags};
+use crate::core::tags::{self, Phase, Promoted, ReleaseTags};
 
 use super::failure::Failure;
+use super::lease;
 use super::observe::observe;
 use super::preflight::check_resources;
 
@@ -17,12 +24,43 @@ use super::preflight::check_resources;
 pub struct StatusReport {
     pub service: String,
     pub router: RouterId,
-    /// The release taking all traffic; `None` when traffic is split or goes elsewhere.
+    /// The release taking all traffic (or, during a canary, the one traffic is moving from).
     pub live_release: Option<String>,
     pub live_slot: Option<Slot>,
     /// Why there is no single live release, when there is not.
     pub problem: Option<String>,
     pub traffic: Vec<SlotStatus>,
+    /// The release under way in the idle slot, if any.
+    pub release: Option<ReleaseStatus>,
+    /// Who holds the service's lock, if anyone.
+    pub lock: Option<LockRecord>,
+}
+
+/// A release in progress: its strategy, where it is in its plan, and what it waits for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseStatus {
+    pub release: String,
+    pub fleet: String,
+    pub slot: Slot,
+    pub phase: Option<String>,
+    pub strategy: Option<Strategy>,
+    /// The plan, e.g. `canary 5@5m,25@10m,50@manual,100`.
+    pub plan: Option<String>,
+    /// The step whose weight is in effect (1-based), and how many there are.
+    pub step: Option<u32>,
+    pub steps: Option<u32>,
+    /// The new release's share of the traffic, in percent.
+    pub weight: Percent,
+    /// When the current timed pause ends.
+    pub pause_until: Option<String>,
+    /// The release holds at a manual gate until `greenlight promote`.
+    pub waiting_for_promote: bool,
+    /// When green must be healthy by (while provisioning).
+    pub health_deadline: Option<String>,
+    /// A `promote` request not yet acted on.
+    pub promoted: Option<String>,
+    /// An `abort` request not yet acted on.
+    pub abort_requested: Option<String>,
 }
 
 /// One slot: its share of traffic and the fleet behind it.
@@ -45,16 +83,25 @@ pub struct SlotStatus {
     pub total: u32,
     pub health: Option<String>,
     pub warm_until: Option<String>,
+    /// When a rollback moved traffic away from this release.
+    pub rolled_back_at: Option<String>,
     pub failure: Option<String>,
     /// More fleets attached to the slot than the one reported.
     pub other_fleets: Vec<String>,
 }
 
 /// The report for an observation; pure, so its shape is tested without AWS.
-pub fn report(spec: &Spec, observed: &Observed) -> StatusReport {
+pub fn report(
+    spec: &Spec,
+    observed: &Observed,
+    lock: Option<LockRecord>,
+    now: SystemTime,
+) -> StatusReport {
     let routing = observed.routing(&spec.slots);
-    let live_slot = match routing {
-        Routing::Live(slot) => Some(slot),
+    let live_found = live(spec, observed).ok();
+    let live_slot = match (&live_found, routing.clone()) {
+        (Some(live), _) => Some(live.slot),
+        (None, Routing::Live(slot)) => Some(slot),
         _ => None,
     };
     let traffic: Vec<SlotStatus> = Slot::BOTH
@@ -62,13 +109,60 @@ pub fn report(spec: &Spec, observed: &Observed) -> StatusReport {
         .map(|slot| slot_status(observed, slot))
         .collect();
     let live_release = live_slot.and_then(|slot| traffic[slot.index()].release.clone());
+    let release = live_found
+        .as_ref()
+        .and_then(|live| in_progress(spec, observed, live))
+        .map(|green| {
+            let t = &green.occupant.tags;
+            let plan = green.plan.as_ref();
+            let (mut pause_until, mut waiting_for_promote) = (None, false);
+            if let (Some(Phase::Releasing), Some(plan), Some(n)) =
+                (green.occupant.phase(), plan, t.step)
+                && let Some(step) = plan.step(n)
+            {
+                let promoted = t.promoted.is_some_and(|p| p.ends(n));
+                match pause_state(step.pause, t.step_at.unwrap_or(now), promoted, now) {
+                    PauseState::Until(end) => pause_until = Some(tags::timestamp(end)),
+                    PauseState::Manual => waiting_for_promote = true,
+                    PauseState::Over => {}
+                }
+            }
+            ReleaseStatus {
+                release: green.release(),
+                fleet: green.occupant.fleet.name.to_string(),
+                slot: green.slot,
+                phase: green.occupant.phase().map(|p| p.to_string()),
+                strategy: plan.map(|p| p.strategy),
+                plan: plan.map(|p| p.encode()),
+                step: t.step.map(|n| n.0),
+                steps: plan.map(|p| p.len()),
+                weight: green.weight,
+                pause_until,
+                waiting_for_promote,
+                health_deadline: (green.occupant.phase() != Some(Phase::Releasing))
+                    .then_some(t.health_deadline)
+                    .flatten()
+                    .map(tags::timestamp),
+                promoted: t.promoted.map(|p| match p {
+                    Promoted::Full => "full".to_owned(),
+                    Promoted::Step(n) => format!("step {n}"),
+                }),
+                abort_requested: t.abort.clone(),
+            }
+        });
+    let problem = match &live_found {
+        Some(_) => None,
+        None => routing.describe_problem(&spec.router, &spec.slots),
+    };
     StatusReport {
         service: spec.service.to_string(),
         router: spec.router.clone(),
         live_release,
         live_slot,
-        problem: routing.describe_problem(&spec.router, &spec.slots),
+        problem,
         traffic,
+        release,
+        lock,
     }
 }
 
@@ -90,6 +184,7 @@ fn slot_status(observed: &Observed, slot: Slot) -> SlotStatus {
         total: 0,
         health: None,
         warm_until: None,
+        rolled_back_at: None,
         failure: None,
         other_fleets: Vec::new(),
     };
@@ -109,14 +204,20 @@ fn slot_status(observed: &Observed, slot: Slot) -> SlotStatus {
             status.total = occupant.health.desired;
             status.health = Some(occupant.health.progress());
             status.warm_until = release_tags.warm_until.map(tags::timestamp);
+            status.rolled_back_at = release_tags.rolled_back_at.map(tags::timestamp);
             status.failure = release_tags.failure;
         }
     }
     status
 }
 
-pub async fn status<C: Cloud>(cloud: &C, spec: &Spec) -> Result<StatusReport, Failure> {
+pub async fn status<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    now: SystemTime,
+) -> Result<StatusReport, Failure> {
     check_resources(cloud, spec).await?;
-    let observed = observe(cloud, spec).await.map_err(Failure::cloud(false))?;
-    Ok(report(spec, &observed))
+    let (observed, lock) = tokio::join!(observe(cloud, spec), lease::current(cloud, spec));
+    let observed = observed.map_err(Failure::cloud(false))?;
+    Ok(report(spec, &observed, lock?, now))
 }

@@ -4,6 +4,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::core::decide::{Action, Green};
+use crate::core::lock::LockRecord;
+use crate::core::spec::Spec;
 use crate::engine::events::{Event, Reporter};
 use crate::engine::status::StatusReport;
 use crate::engine::validate::Validation;
@@ -47,10 +49,69 @@ pub fn describe(event: &Event) -> Vec<String> {
             live_slot,
             live_target_group,
             idle_target_group,
+            strategy,
+            plan,
         } => vec![format!(
-            "deploying {service} {release}: live is {live_release} in {} (slot {live_slot}); the new release goes to {}",
+            "deploying {service} {release} ({}): live is {live_release} in {} (slot {live_slot}); the new release goes to {}",
+            plan_words(*strategy, plan),
             live_target_group.short_name(),
             idle_target_group.short_name()
+        )],
+        Event::Pause {
+            release,
+            step,
+            of,
+            weight,
+            until,
+        } => vec![format!(
+            "step {step}/{of}: {release} takes {weight}; next step at {} (or `greenlight promote`)",
+            crate::core::tags::timestamp(*until)
+        )],
+        Event::Gate {
+            release,
+            step,
+            of,
+            weight,
+        } => vec![format!(
+            "step {step}/{of}: {release} takes {weight}; waiting for `greenlight promote` (or `greenlight abort`)"
+        )],
+        Event::Paused {
+            release,
+            step,
+            of,
+            weight,
+        } => vec![format!(
+            "⏸ release {release} waits at step {step}/{of} ({weight}); run `greenlight promote` to go on, `greenlight abort` to stop it"
+        )],
+        Event::Promoted {
+            release,
+            step,
+            full,
+            driver,
+        } => {
+            let what = match (full, step) {
+                (true, _) => "every remaining pause skipped".to_owned(),
+                (false, Some(step)) => format!("pause of step {step} ended"),
+                (false, None) => "promoted".to_owned(),
+            };
+            vec![if driver == "this process" {
+                format!("promoting {release}: {what}; carrying on from here")
+            } else {
+                format!("promoting {release}: {what}; the running deploy carries on ({driver})")
+            }]
+        }
+        Event::AbortRequested { release, driver } => vec![format!(
+            "asked the running deploy to abort {release}; waiting for it ({driver})"
+        )],
+        Event::Aborted {
+            release,
+            live_release,
+            slot,
+        } => vec![format!(
+            "✓ aborted release {release}: {live_release} takes all traffic (slot {slot})"
+        )],
+        Event::NothingToAbort { live_release, slot } => vec![format!(
+            "nothing to abort: no release is in progress; {live_release} takes all traffic (slot {slot})"
         )],
         Event::Step { action } => vec![describe_action(action)],
         Event::Health { fleet, summary, .. } => vec![format!("green {fleet}: {summary}")],
@@ -74,11 +135,29 @@ pub fn describe(event: &Event) -> Vec<String> {
             lines.extend(reasons.iter().map(|r| format!("  {r}")));
             lines
         }
-        Event::RolledBack { release, slot } => {
+        Event::RolledBack {
+            release,
+            slot,
+            flipped: true,
+        } => {
             vec![format!(
                 "✓ rolled back: release {release} takes all traffic (slot {slot})"
             )]
         }
+        Event::RolledBack {
+            release,
+            slot,
+            flipped: false,
+        } => vec![format!(
+            "✓ release {release} takes all traffic (slot {slot}); finished the rollback that was under way"
+        )],
+        Event::AlreadyRolledBack {
+            release,
+            slot,
+            from,
+        } => vec![format!(
+            "✓ release {release} is live already (slot {slot}): rolled back from {from}; nothing to do (`--to` picks a release explicitly)"
+        )],
         Event::Error { message, .. } => vec![format!("error: {message}")],
     }
 }
@@ -109,9 +188,41 @@ fn describe_action(action: &Action) -> String {
         Action::ConfigureFleet(Green { fleet, source, .. }) => format!(
             "configuring {fleet} (policies, schedules, metrics) and scaling it to {source}'s capacity"
         ),
-        Action::ReviveFleet { fleet, capacity } => format!(
+        Action::ReviveFleet {
+            fleet, capacity, ..
+        } => format!(
             "retrying failed fleet {fleet}: scaling to desired {}",
             capacity.desired
+        ),
+        Action::Restage { fleet, release, .. } => format!(
+            "deploying previous release {release} (fleet {fleet}) again: it goes through the plan like a new one"
+        ),
+        Action::Begin {
+            release, step, of, ..
+        } => format!("{release} is healthy; step {step}/{of} is a gate at 0%"),
+        Action::MatchCapacity { fleet, capacity } => format!(
+            "the live fleet grew: scaling {fleet} to desired {} too",
+            capacity.desired
+        ),
+        Action::Shift {
+            release,
+            weight,
+            step,
+            of,
+            to,
+            ..
+        } => format!(
+            "step {step}/{of}: shifting {weight} of the traffic to {} (release {release})",
+            to.short_name()
+        ),
+        Action::RouteBack {
+            to,
+            release,
+            reason,
+            ..
+        } => format!(
+            "{reason}: all traffic back to {} (away from release {release})",
+            to.short_name()
         ),
         Action::Flip { to, release, .. } => format!(
             "flipping all traffic to {} (release {release})",
@@ -134,6 +245,7 @@ fn describe_action(action: &Action) -> String {
             release,
             until,
             suspend,
+            ..
         } => {
             let scaling = if suspend.is_empty() {
                 String::new()
@@ -145,10 +257,33 @@ fn describe_action(action: &Action) -> String {
                 crate::core::tags::timestamp(*until)
             )
         }
-        Action::FailRelease { fleet, .. } => {
-            format!("health timeout: scaling {fleet} to 0 and marking it failed")
-        }
+        Action::FailRelease { fleet, reasons, .. } => format!(
+            "{}: scaling {fleet} to 0 and marking it failed",
+            reasons.first().map_or("stopping", String::as_str)
+        ),
     }
+}
+
+fn plan_words(strategy: crate::core::plan::Strategy, plan: &str) -> String {
+    let steps = plan.split_once(' ').map_or(plan, |(_, steps)| steps);
+    match strategy {
+        crate::core::plan::Strategy::BlueGreen if steps == "100" => "blue/green".to_owned(),
+        crate::core::plan::Strategy::BlueGreen => "blue/green, gate before the flip".to_owned(),
+        crate::core::plan::Strategy::Canary => format!("canary {steps}"),
+    }
+}
+
+pub fn print_unlock(spec: &Spec, removed: Option<&LockRecord>) {
+    let mut out = std::io::stdout().lock();
+    let _ = match removed {
+        Some(lock) => writeln!(
+            out,
+            "removed the lock on {}: it was held by {}",
+            spec.service,
+            lock.describe()
+        ),
+        None => writeln!(out, "{} was not locked; nothing to do", spec.service),
+    };
 }
 
 pub fn print_status(report: &StatusReport) {
@@ -161,6 +296,39 @@ pub fn print_status(report: &StatusReport) {
     let _ = writeln!(out, "router: {}", report.router);
     if let Some(problem) = &report.problem {
         let _ = writeln!(out, "attention: {problem}");
+    }
+    if let Some(r) = &report.release {
+        let step = match (r.step, r.steps) {
+            (Some(n), Some(of)) => format!(", step {n}/{of}"),
+            _ => String::new(),
+        };
+        let mut line = format!(
+            "in progress: release {} ({}{step}) takes {} of the traffic",
+            r.release,
+            r.phase.as_deref().unwrap_or("untagged"),
+            r.weight
+        );
+        if let Some(until) = &r.pause_until {
+            line.push_str(&format!("; next step at {until}"));
+        }
+        if r.waiting_for_promote {
+            line.push_str("; waiting for `greenlight promote`");
+        }
+        if let Some(deadline) = &r.health_deadline {
+            line.push_str(&format!("; must be healthy by {deadline}"));
+        }
+        if let Some(abort) = &r.abort_requested {
+            line.push_str(&format!("; abort requested ({abort})"));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    match &report.lock {
+        Some(lock) => {
+            let _ = writeln!(out, "locked: {}", lock.describe());
+        }
+        None => {
+            let _ = writeln!(out, "lock: free");
+        }
     }
     let header = [
         "SLOT",

@@ -1,0 +1,303 @@
+//! The stage machine of a release whose fleet exists and is configured: wait until green is
+//! healthy, then move through its plan one step per pass (argo-rollouts' canary reconciler in
+//! miniature). Shared by `deploy` and by `promote` when no deploy is running.
+
+use super::abort::stop;
+use super::situation::{InProgress, Live};
+use super::{Action, Clock, Decision, Refusal, RefusalKind, Wait, WaitReason};
+use crate::core::fleet::Capacity;
+use crate::core::health::unhealthy_descriptions;
+use crate::core::observed::Observed;
+use crate::core::plan::{PauseState, Percent, Plan, StepNumber, pause_state};
+use crate::core::router::{RouterWrite, Stickiness, all_to, split};
+use crate::core::spec::Spec;
+use crate::core::tags::{Phase, Promoted};
+
+/// What a router write during a release does to stickiness: on while both slots take traffic
+/// when the config asks for it, and off again when one takes it all, so every client moves.
+fn stickiness(spec: &Spec, share: Percent) -> Stickiness {
+    match spec.canary_stickiness() {
+        None => Stickiness::Keep,
+        Some(_) if share == Percent::ALL || share == Percent::ZERO => Stickiness::Off,
+        Some(d) => Stickiness::On(u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+    }
+}
+
+/// The router write that gives green `share`.
+pub(super) fn write_share(
+    spec: &Spec,
+    observed: &Observed,
+    live: &Live<'_>,
+    share: Percent,
+) -> RouterWrite {
+    let green = spec.slots.get(live.slot.other());
+    let stable = spec.slots.get(live.slot);
+    RouterWrite {
+        expected: observed.router.forwards().to_vec(),
+        forwards: if share == Percent::ALL {
+            all_to(green, stable)
+        } else {
+            split(green, share, stable)
+        },
+        stickiness: stickiness(spec, share),
+    }
+}
+
+/// The step that moves green to step `n` of `plan`: a shift, or the flip for the last step.
+fn move_to(
+    spec: &Spec,
+    observed: &Observed,
+    live: &Live<'_>,
+    green: &InProgress<'_>,
+    plan: &Plan,
+    n: StepNumber,
+) -> Decision {
+    let step = plan.step(n).expect("callers pass a step of the plan");
+    let fleet = green.occupant.fleet.name.clone();
+    let release = green.release();
+    let to = spec.slots.get(green.slot).clone();
+    let from = spec.slots.get(live.slot).clone();
+    let write = write_share(spec, observed, live, step.weight);
+    if n == plan.last() {
+        return Decision::Act(Action::Flip {
+            to,
+            from,
+            fleet,
+            release,
+            write,
+        });
+    }
+    Decision::Act(Action::Shift {
+        fleet,
+        release,
+        to,
+        from,
+        weight: step.weight,
+        step: n,
+        of: plan.len(),
+        write,
+    })
+}
+
+/// The next step for a release in its `provisioning` or `releasing` phase.
+pub(super) fn advance(
+    spec: &Spec,
+    observed: &Observed,
+    live: &Live<'_>,
+    green: &InProgress<'_>,
+    clock: Clock,
+    fallback_plan: Option<&Plan>,
+) -> Result<Decision, Refusal> {
+    if let Some(request) = &green.occupant.tags.abort {
+        return stop(spec, observed, live, green, format!("aborted ({request})"));
+    }
+    let plan = green.plan.clone().or_else(|| fallback_plan.cloned()).ok_or_else(|| {
+        Refusal::attention(format!(
+            "release {} (fleet {}) records no readable plan (tag greenlight:plan); abort it with \
+             `greenlight abort`",
+            green.release(),
+            green.occupant.fleet.name
+        ))
+    })?;
+    let health = &green.occupant.health;
+    let fleet = &green.occupant.fleet.name;
+    match green.occupant.phase() {
+        Some(Phase::Provisioning) => {
+            let deadline = green
+                .occupant
+                .tags
+                .health_deadline
+                .unwrap_or(clock.health_deadline);
+            if health.ready() {
+                let first = plan.step(StepNumber(1)).expect("a plan has a first step");
+                if first.weight == Percent::ZERO {
+                    return Ok(Decision::Act(Action::Begin {
+                        fleet: fleet.clone(),
+                        release: green.release(),
+                        step: StepNumber(1),
+                        of: plan.len(),
+                    }));
+                }
+                let full = green.occupant.tags.promoted == Some(Promoted::Full);
+                let n = if full { plan.last() } else { StepNumber(1) };
+                return Ok(move_to(spec, observed, live, green, &plan, n));
+            }
+            if clock.now >= deadline {
+                let mut reasons = vec![format!("not healthy in time: {}", health.progress())];
+                reasons.extend(unhealthy_descriptions(
+                    green.occupant.fleet,
+                    &observed.slot(green.slot).targets,
+                ));
+                return Ok(Decision::Act(Action::FailRelease {
+                    fleet: fleet.clone(),
+                    release: green.release(),
+                    reasons,
+                }));
+            }
+            Ok(Decision::Wait(Wait {
+                until: Some(deadline),
+                why: WaitReason::Health {
+                    fleet: fleet.clone(),
+                    health: health.clone(),
+                },
+            }))
+        }
+        Some(Phase::Releasing) => releasing(spec, observed, live, green, &plan, clock),
+        other => Err(Refusal::attention(format!(
+            "release {} is {}, not provisioning or releasing",
+            green.release(),
+            other.map_or("untagged".to_owned(), |p| p.to_string())
+        ))),
+    }
+}
+
+/// A release at step n of its plan: hold the weight through the pause, then the next step.
+fn releasing(
+    spec: &Spec,
+    observed: &Observed,
+    live: &Live<'_>,
+    green: &InProgress<'_>,
+    plan: &Plan,
+    clock: Clock,
+) -> Result<Decision, Refusal> {
+    let tags = &green.occupant.tags;
+    let release = green.release();
+    let n = tags
+        .step
+        .filter(|n| plan.step(*n).is_some())
+        .ok_or_else(|| {
+            Refusal::attention(format!(
+                "release {release} is releasing but records no step of its plan (tag \
+             greenlight:step); abort it with `greenlight abort`"
+            ))
+        })?;
+    let step = plan.step(n).expect("checked above");
+    let health = &green.occupant.health;
+    if green.weight != step.weight {
+        // The shift to the next step landed, and its record did not: record it now.
+        let next = StepNumber(n.0 + 1);
+        if plan.step(next).is_some_and(|s| s.weight == green.weight) && health.ready() {
+            return Ok(move_to(spec, observed, live, green, plan, next));
+        }
+        return Err(Refusal::attention(format!(
+            "the router gives release {release} {} of the traffic, but it is at step {n}/{} \
+             ({}); someone changed the router. Abort with `greenlight abort`, or route it back \
+             to {} and re-run",
+            green.weight,
+            plan.len(),
+            step.weight,
+            step.weight
+        )));
+    }
+    if !health.ready() {
+        if green.weight > Percent::ZERO && health.healthy == 0 {
+            return stop(
+                spec,
+                observed,
+                live,
+                green,
+                format!(
+                    "release {release} took {} of the traffic with no healthy target: {}",
+                    green.weight,
+                    health.progress()
+                ),
+            );
+        }
+        // Hold the weight; a fleet replacing an instance is back within the health timeout.
+        let since = tags.step_at.unwrap_or(clock.now);
+        let deadline = since.checked_add(spec.health.timeout).unwrap_or(since);
+        if clock.now >= deadline {
+            return stop(
+                spec,
+                observed,
+                live,
+                green,
+                format!(
+                    "release {release} was not fully healthy again within [health] timeout: {}",
+                    health.progress()
+                ),
+            );
+        }
+        return Ok(Decision::Wait(Wait {
+            until: Some(deadline),
+            why: WaitReason::Health {
+                fleet: green.occupant.fleet.name.clone(),
+                health: health.clone(),
+            },
+        }));
+    }
+    let stable = live.occupant.fleet.capacity;
+    let own = green.occupant.fleet.capacity;
+    if stable.desired > own.desired {
+        return Ok(Decision::Act(Action::MatchCapacity {
+            fleet: green.occupant.fleet.name.clone(),
+            capacity: Capacity {
+                min: own.min,
+                max: own.max.max(stable.desired),
+                desired: stable.desired,
+            },
+        }));
+    }
+    let full = tags.promoted == Some(Promoted::Full);
+    let promoted = tags.promoted.is_some_and(|p| p.ends(n));
+    let since = tags.step_at.unwrap_or(clock.now);
+    match pause_state(step.pause, since, promoted, clock.now) {
+        PauseState::Over => {
+            let next = if full {
+                plan.last()
+            } else {
+                StepNumber(n.0 + 1)
+            };
+            Ok(move_to(spec, observed, live, green, plan, next))
+        }
+        PauseState::Until(end) => Ok(Decision::Wait(Wait {
+            until: Some(end),
+            why: WaitReason::Pause {
+                release,
+                step: n,
+                of: plan.len(),
+                weight: step.weight,
+            },
+        })),
+        PauseState::Manual => Ok(Decision::Wait(Wait {
+            until: None,
+            why: WaitReason::Gate {
+                release,
+                step: n,
+                of: plan.len(),
+                weight: step.weight,
+            },
+        })),
+    }
+}
+
+/// The refusal for a release that is not this command's to drive.
+pub(super) fn busy(green: &InProgress<'_>, target_group: &str) -> Refusal {
+    let release = green.release();
+    let at = match (
+        green.occupant.phase(),
+        green.occupant.tags.step,
+        &green.plan,
+    ) {
+        (Some(Phase::Releasing), Some(n), Some(plan)) => {
+            format!(
+                ", at step {n}/{} with {} of the traffic",
+                plan.len(),
+                green.weight
+            )
+        }
+        (phase, _, _) => format!(
+            ", {}",
+            phase.map_or("untagged".to_owned(), |p| p.to_string())
+        ),
+    };
+    Refusal::new(
+        RefusalKind::Busy,
+        format!(
+            "release {release} is in progress in target group {target_group} (fleet {}{at}); \
+             resume it by re-running its deploy (--release {release}), or stop it with \
+             `greenlight abort`",
+            green.occupant.fleet.name
+        ),
+    )
+}

@@ -1,0 +1,66 @@
+//! The tag fixes that follow a flip, by a deploy or a rollback, or a crash right after one: the
+//! fleet that lost traffic becomes warm, then the fleet that has it becomes live.
+
+use std::time::SystemTime;
+
+use super::situation::live;
+use super::{Action, Refusal, WARM_SUSPENDS};
+use crate::core::observed::{Observed, Occupancy, foreign_fleet};
+use crate::core::spec::Spec;
+use crate::core::tags::Phase;
+
+/// The next tag fix after a flip, if any.
+///
+/// Warm is marked first so that, after a crash between the two, "live fleet not yet marked"
+/// still identifies the fresh flip and the previous fleet is recognised even when greenlight had
+/// never tagged it. A flip onto a fleet tagged `warm` can only be a rollback's (a deploy first
+/// restages a warm release), so the fleet it left is marked rolled back: a second `rollback`
+/// then knows there is nothing to return to, even if the first one was interrupted.
+pub fn settle(
+    spec: &Spec,
+    observed: &Observed,
+    now: SystemTime,
+) -> Result<Option<Action>, Refusal> {
+    let live = live(spec, observed)?;
+    let fresh_flip = live.occupant.phase() != Some(Phase::Live);
+    let rollback = live.occupant.phase() == Some(Phase::Warm);
+    if let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() {
+        let was_live = match idle.phase() {
+            Some(Phase::Live) => idle.tags.managed_for(&spec.service),
+            // Adopt a never-tagged fleet only right after greenlight flipped away from it; an
+            // unknown fleet that merely sits in the idle slot is left alone.
+            None => {
+                fresh_flip
+                    && idle.tags.service.is_none()
+                    && live.occupant.tags.managed_for(&spec.service)
+            }
+            _ => false,
+        };
+        if was_live {
+            // Recorded before anything is suspended, so a re-run resumes only what greenlight
+            // suspended, never what the owner had suspended already.
+            let suspend = idle.tags.suspended.clone().unwrap_or_else(|| {
+                WARM_SUSPENDS
+                    .iter()
+                    .filter(|p| !idle.fleet.suspended_processes.iter().any(|s| s == *p))
+                    .map(|p| (*p).to_owned())
+                    .collect()
+            });
+            return Ok(Some(Action::MarkWarm {
+                fleet: idle.fleet.name.clone(),
+                release: idle.release(),
+                until: now + spec.retention.keep_warm,
+                suspend,
+                rolled_back: rollback,
+            }));
+        }
+    }
+    if fresh_flip && !foreign_fleet(&live.occupant, &spec.service) {
+        return Ok(Some(Action::MarkLive {
+            fleet: live.occupant.fleet.name.clone(),
+            release: live.occupant.release(),
+            resume: live.occupant.tags.suspended.clone().unwrap_or_default(),
+        }));
+    }
+    Ok(None)
+}

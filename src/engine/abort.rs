@@ -1,0 +1,199 @@
+//! `greenlight abort`: stop the release in progress, in any strategy and at any stage. When
+//! another runner is driving that release (it holds the lock), abort leaves a request on the
+//! release's fleet and waits for that runner to carry it out.
+
+use std::time::Duration;
+
+use crate::core::cloud::{Cloud, CloudErrorKind};
+use crate::core::decide::{Done, decide_abort, in_progress, live};
+use crate::core::observed::Observed;
+use crate::core::router::Slot;
+use crate::core::tags::{self, timestamp};
+
+use super::clock::Clock;
+use super::context::Context;
+use super::driver::{Ending, Options};
+use super::events::{Event, Reporter};
+use super::failure::Failure;
+use super::observe::observe;
+use super::preflight::check_resources;
+
+/// How long `abort` waits for the runner holding the lock to carry out its request.
+pub const HANDOVER_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How an abort ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aborted {
+    /// `release` was stopped; `live` keeps all traffic.
+    Stopped {
+        release: String,
+        live: String,
+        slot: Slot,
+    },
+    /// No release was in progress.
+    NothingInProgress { live: String, slot: Slot },
+}
+
+/// Stops the release in progress: traffic back to the live release in one call if any had
+/// moved, green scaled to zero and tagged failed.
+pub async fn abort<C: Cloud, K: Clock>(
+    ctx: &Context<'_, C, K>,
+    reporter: &mut dyn Reporter,
+) -> Result<Aborted, Failure> {
+    check_resources(ctx.cloud, ctx.spec).await?;
+    stop_release(ctx, reporter, "abort").await
+}
+
+/// Abort's work, shared with `rollback` while a release is in progress: with the lock if it can
+/// take it, else through the runner that holds it.
+pub(super) async fn stop_release<C: Cloud, K: Clock>(
+    ctx: &Context<'_, C, K>,
+    reporter: &mut dyn Reporter,
+    command: &str,
+) -> Result<Aborted, Failure> {
+    let mut lease = match ctx.lock(command).await {
+        Ok(lease) => lease,
+        Err(Failure::Busy(busy)) => return hand_over(ctx, reporter, busy).await,
+        Err(other) => return Err(other),
+    };
+    let by = ctx.holder.to_string();
+    let mut driver = ctx.driver(reporter, &mut lease);
+    let ending = driver
+        .drive(
+            |observed, now| decide_abort(ctx.spec, observed, now, &by),
+            Options {
+                stop_at_gate: false,
+                end_on_failure: false,
+                resume_hint: "re-run `greenlight abort` to finish stopping the release",
+            },
+        )
+        .await;
+    let failed = driver.failed_release.take();
+    ctx.unlock(lease, reporter).await;
+    match ending? {
+        Ending::Done(Done::NothingInProgress { release, slot }) => Ok(finish(
+            reporter,
+            match failed {
+                Some(stopped) => Aborted::Stopped {
+                    release: stopped,
+                    live: release,
+                    slot,
+                },
+                None => Aborted::NothingInProgress {
+                    live: release,
+                    slot,
+                },
+            },
+        )),
+        other => Err(Failure::NeedsAttention(format!(
+            "the abort ended unexpectedly: {other:?}"
+        ))),
+    }
+}
+
+fn finish(reporter: &mut dyn Reporter, aborted: Aborted) -> Aborted {
+    match &aborted {
+        Aborted::Stopped {
+            release,
+            live,
+            slot,
+        } => reporter.report(&Event::Aborted {
+            release: release.clone(),
+            live_release: live.clone(),
+            slot: *slot,
+        }),
+        Aborted::NothingInProgress { live, slot } => reporter.report(&Event::NothingToAbort {
+            live_release: live.clone(),
+            slot: *slot,
+        }),
+    }
+    aborted
+}
+
+/// Another runner holds the lock: if it is driving a release, ask it to stop that release
+/// (a tag on the release's fleet it reads every pass) and wait until it has.
+async fn hand_over<C: Cloud, K: Clock>(
+    ctx: &Context<'_, C, K>,
+    reporter: &mut dyn Reporter,
+    busy: String,
+) -> Result<Aborted, Failure> {
+    let spec = ctx.spec;
+    let observed = observe(ctx.cloud, spec)
+        .await
+        .map_err(Failure::cloud(false))?;
+    let live = live(spec, &observed)?;
+    let Some(green) = in_progress(spec, &observed, &live) else {
+        return Err(Failure::Busy(busy));
+    };
+    let release = green.release();
+    let fleet = green.occupant.fleet.name.clone();
+    let request = format!("by {} at {}", ctx.holder, timestamp(ctx.clock.now()));
+    ctx.cloud
+        .tag_fleet(&fleet, &[(tags::ABORT.to_owned(), tags::clip(&request))])
+        .await
+        .map_err(|e| match e.kind {
+            // The fleet went away meanwhile: whoever holds the lock finished with it.
+            CloudErrorKind::NotFound => Failure::Busy(busy.clone()),
+            _ => Failure::cloud(true)(e),
+        })?;
+    reporter.report(&Event::AbortRequested {
+        release: release.clone(),
+        driver: busy.clone(),
+    });
+    let deadline = ctx.clock.now() + HANDOVER_PATIENCE;
+    let mut wait = spec.health.interval;
+    loop {
+        if let Some(signal) = ctx.stop.requested() {
+            return Err(Failure::Interrupted {
+                signal,
+                state: format!("the abort request on release {release} stays"),
+                resume: "the running deploy will still stop it".into(),
+            });
+        }
+        ctx.clock.sleep(wait).await;
+        wait = (wait * 3 / 2).min(super::backoff::MAX_POLL_INTERVAL);
+        let observed = match observe(ctx.cloud, spec).await {
+            Ok(observed) => observed,
+            Err(_) if ctx.clock.now() < deadline => continue,
+            Err(e) => return Err(Failure::cloud(true)(e)),
+        };
+        match handed_over(ctx, &observed, &release) {
+            Handover::Pending => {}
+            Handover::Stopped(done) => return Ok(finish(reporter, done)),
+            Handover::WentLive => {
+                return Err(Failure::NeedsAttention(format!(
+                    "release {release} went live before the running deploy saw the abort \
+                     request; `greenlight rollback` returns to the previous release"
+                )));
+            }
+        }
+        if ctx.clock.now() >= deadline {
+            return Err(Failure::Busy(format!(
+                "asked the runner holding the lock to abort release {release} (a \
+                 greenlight:abort tag on fleet {fleet}), and it has not yet; {busy}"
+            )));
+        }
+    }
+}
+
+enum Handover {
+    Pending,
+    Stopped(Aborted),
+    WentLive,
+}
+
+/// Whether the runner holding the lock has stopped `release` yet.
+fn handed_over<C, K>(ctx: &Context<'_, C, K>, observed: &Observed, release: &str) -> Handover {
+    let Ok(live) = live(ctx.spec, observed) else {
+        return Handover::Pending;
+    };
+    match in_progress(ctx.spec, observed, &live) {
+        Some(green) if green.release() == release => Handover::Pending,
+        _ if live.occupant.release() == release => Handover::WentLive,
+        _ => Handover::Stopped(Aborted::Stopped {
+            release: release.to_owned(),
+            live: live.occupant.release(),
+            slot: live.slot,
+        }),
+    }
+}

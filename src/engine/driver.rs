@@ -1,0 +1,312 @@
+//! The loop every command that changes a service runs: observe, ask the core, apply one step or
+//! wait as the core says, repeat. It holds the service's lock throughout, renews it while
+//! waiting and before each change, rides out transient AWS failures, and stops at a safe point
+//! when a signal asks it to.
+
+use std::time::{Duration, SystemTime};
+
+use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
+use crate::core::decide::{Action, Decision, Done, Wait, WaitReason, in_progress, live};
+use crate::core::observed::Observed;
+use crate::core::plan::StepNumber;
+use crate::core::spec::Spec;
+
+use super::backoff::Backoff;
+use super::clock::Clock;
+use super::events::{Event, Reporter};
+use super::execute::apply;
+use super::failure::Failure;
+use super::lease::Lease;
+use super::observe::observe;
+use super::stop::Stop;
+
+/// How often the same step may be decided again before the command gives up on it.
+const MAX_REPEATS: u32 = 5;
+
+/// How long a streak of transient AWS failures (throttling, 5xx, timeouts) is ridden out before
+/// the command gives up, unless it is waiting for something that ends later.
+pub const TRANSIENT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How a drive ended well.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// The core said the command's work is done.
+    Done(Done),
+    /// Stopped at a manual gate because the caller asked not to wait there.
+    Paused(WaitReason),
+    /// A release was failed (scaled to zero, tagged) and the caller stops there.
+    Failed {
+        release: String,
+        reasons: Vec<String>,
+    },
+}
+
+/// What the caller wants from a drive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Return [`Ending::Paused`] at a manual gate instead of waiting for `promote`.
+    pub stop_at_gate: bool,
+    /// Return [`Ending::Failed`] as soon as a release is failed (a deploy); otherwise go on until
+    /// the core is done (an abort, whose last step is failing the release).
+    pub end_on_failure: bool,
+    /// What to tell a person who stops the run with a signal, e.g. "re-run the same deploy".
+    pub resume_hint: &'static str,
+}
+
+/// Everything a drive needs, borrowed from the command.
+pub struct Driver<'a, C, K> {
+    pub cloud: &'a C,
+    pub clock: &'a K,
+    pub reporter: &'a mut dyn Reporter,
+    pub spec: &'a Spec,
+    pub stop: &'a Stop,
+    pub lease: &'a mut Lease,
+    /// Whether this run changed anything in AWS yet.
+    pub changed: bool,
+    /// Whether this run moved traffic.
+    pub moved_traffic: bool,
+    /// The release this run failed (stopped), if it did.
+    pub failed_release: Option<String>,
+}
+
+fn transient(error: &CloudError) -> bool {
+    matches!(
+        error.kind,
+        CloudErrorKind::Unavailable | CloudErrorKind::Conflict
+    )
+}
+
+/// One streak of transient failures: when it started.
+#[derive(Debug, Default)]
+struct Streak {
+    since: Option<SystemTime>,
+}
+
+impl Streak {
+    /// Whether to ride out one more failure at `now`; `until` is when the current wait would end
+    /// anyway (a health deadline), which extends the patience.
+    fn ride_out(&mut self, now: SystemTime, until: Option<SystemTime>) -> bool {
+        let since = *self.since.get_or_insert(now);
+        let limit = (since + TRANSIENT_PATIENCE).max(until.unwrap_or(since));
+        now < limit
+    }
+
+    fn end(&mut self) {
+        self.since = None;
+    }
+}
+
+impl<C: Cloud, K: Clock> Driver<'_, C, K> {
+    /// Runs `decide` to the end. `decide` sees each fresh observation and the time.
+    pub async fn drive(
+        &mut self,
+        mut decide: impl FnMut(&Observed, SystemTime) -> Decision,
+        options: Options,
+    ) -> Result<Ending, Failure> {
+        let mut backoff = Backoff::new(self.spec.health.interval);
+        let mut last_action: Option<Action> = None;
+        let mut repeats = 0;
+        let mut last_wait: Option<(String, Option<SystemTime>)> = None;
+        let mut streak = Streak::default();
+        let mut wait_until: Option<SystemTime> = None;
+        let mut last_seen: Option<Observed> = None;
+        loop {
+            self.check_stop(last_seen.as_ref(), options)?;
+            let now = self.clock.now();
+            let observed = match observe(self.cloud, self.spec).await {
+                Ok(observed) => observed,
+                Err(error) if transient(&error) && streak.ride_out(now, wait_until) => {
+                    self.note_transient(&error, &mut streak);
+                    self.pause(backoff.next_wait(now, now + TRANSIENT_PATIENCE))
+                        .await?;
+                    continue;
+                }
+                Err(error) => return Err(Failure::cloud(self.changed)(error)),
+            };
+            streak.end();
+            let now = self.clock.now();
+            let decision = decide(&observed, now);
+            last_seen = Some(observed);
+            match decision {
+                Decision::Act(action) => {
+                    wait_until = None;
+                    last_wait = None;
+                    if last_action.as_ref() == Some(&action) {
+                        // AWS reads can lag writes; give the last step time to show before
+                        // repeating it, and give up if it never does.
+                        repeats += 1;
+                        if repeats > MAX_REPEATS {
+                            let on = action
+                                .fleet()
+                                .map(|fleet| format!(" on fleet {fleet}"))
+                                .unwrap_or_default();
+                            return Err(Failure::NeedsAttention(format!(
+                                "step {}{on} did not take effect after {MAX_REPEATS} tries",
+                                action.name(),
+                            )));
+                        }
+                        self.pause(backoff.next_wait(now, now + self.spec.health.timeout))
+                            .await?;
+                    } else {
+                        repeats = 0;
+                        backoff = Backoff::new(self.spec.health.interval);
+                    }
+                    last_action = Some(action.clone());
+                    self.lease.ensure(self.cloud, self.clock.now()).await?;
+                    self.reporter.report(&Event::Step {
+                        action: action.clone(),
+                    });
+                    let applied = apply(self.cloud, self.spec, &action, self.clock.now()).await;
+                    self.changed = true;
+                    match applied {
+                        Ok(applied) => {
+                            for omitted in applied.omitted {
+                                self.reporter.report(&Event::Warning {
+                                    message: format!("not copied from the live fleet: {omitted}"),
+                                });
+                            }
+                        }
+                        Err(Failure::Cloud { error, .. })
+                            if transient(&error) && streak.ride_out(self.clock.now(), None) =>
+                        {
+                            // Every step is idempotent: look again and decide again.
+                            self.note_transient(&error, &mut streak);
+                            continue;
+                        }
+                        Err(failure) => return Err(failure),
+                    }
+                    match action {
+                        Action::Flip { .. } | Action::Shift { .. } | Action::RouteBack { .. } => {
+                            self.moved_traffic = true;
+                        }
+                        Action::FailRelease {
+                            release, reasons, ..
+                        } => {
+                            self.reporter.report(&Event::ReleaseFailed {
+                                release: release.clone(),
+                                reasons: reasons.clone(),
+                            });
+                            self.failed_release = Some(release.clone());
+                            if options.end_on_failure {
+                                return Ok(Ending::Failed { release, reasons });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Decision::Wait(wait) => {
+                    last_action = None;
+                    wait_until = wait.until;
+                    let key = (wait_key(&wait), wait.until);
+                    if last_wait.as_ref() != Some(&key) {
+                        if last_wait.as_ref().map(|(k, _)| k) != Some(&key.0) {
+                            backoff = Backoff::new(self.spec.health.interval);
+                        }
+                        self.reporter.report(&Event::waiting(&wait));
+                        last_wait = Some(key);
+                    }
+                    if options.stop_at_gate && matches!(wait.why, WaitReason::Gate { .. }) {
+                        return Ok(Ending::Paused(wait.why));
+                    }
+                    let end = wait
+                        .until
+                        .unwrap_or(now + super::backoff::MAX_POLL_INTERVAL);
+                    self.pause(backoff.next_wait(now, end)).await?;
+                }
+                Decision::Done(done) => return Ok(Ending::Done(done)),
+                Decision::Refuse(refusal) => {
+                    let failure = Failure::from(refusal);
+                    return Err(match failure {
+                        // A refusal after this run changed something is no longer "nothing
+                        // changed".
+                        Failure::BadInput(message) if self.changed => {
+                            Failure::NeedsAttention(message)
+                        }
+                        other => other,
+                    });
+                }
+            }
+        }
+    }
+
+    fn note_transient(&mut self, error: &CloudError, streak: &mut Streak) {
+        let _ = streak;
+        self.reporter.report(&Event::Warning {
+            message: format!("{error}; retrying"),
+        });
+    }
+
+    fn check_stop(&self, seen: Option<&Observed>, options: Options) -> Result<(), Failure> {
+        let Some(signal) = self.stop.requested() else {
+            return Ok(());
+        };
+        Err(Failure::Interrupted {
+            signal,
+            state: seen.map_or_else(
+                || "nothing was read or changed yet".to_owned(),
+                |o| describe_state(self.spec, o),
+            ),
+            resume: options.resume_hint.to_owned(),
+        })
+    }
+
+    /// Sleeps `duration`, renewing the lock as often as it needs, and wakes early on a signal.
+    async fn pause(&mut self, duration: Duration) -> Result<(), Failure> {
+        let end = self.clock.now() + duration;
+        loop {
+            let now = self.clock.now();
+            if now >= end || self.stop.requested().is_some() {
+                return Ok(());
+            }
+            let chunk = (end.duration_since(now).unwrap_or_default()).min(self.lease.renew_every());
+            tokio::select! {
+                () = self.clock.sleep(chunk) => {}
+                () = self.stop.wait() => return Ok(()),
+            }
+            self.lease.ensure(self.cloud, self.clock.now()).await?;
+        }
+    }
+}
+
+/// What a wait is about, so a change of subject is reported and a repeat is not.
+fn wait_key(wait: &Wait) -> String {
+    match &wait.why {
+        WaitReason::Health { fleet, health } => format!("health {fleet} {}", health.progress()),
+        WaitReason::Pause { release, step, .. } => format!("pause {release} {step}"),
+        WaitReason::Gate { release, step, .. } => format!("gate {release} {step}"),
+    }
+}
+
+/// Where traffic and the release in progress stand, in one line for people.
+pub fn describe_state(spec: &Spec, observed: &Observed) -> String {
+    let Ok(live) = live(spec, observed) else {
+        return "traffic is split in a way greenlight did not make; see `greenlight status`"
+            .to_owned();
+    };
+    let mut text = format!(
+        "release {} (slot {}) takes",
+        live.occupant.release(),
+        live.slot
+    );
+    match in_progress(spec, observed, &live) {
+        Some(green) => {
+            let step = match (green.occupant.tags.step, &green.plan) {
+                (Some(StepNumber(n)), Some(plan)) => format!(", step {n}/{}", plan.len()),
+                _ => String::new(),
+            };
+            text.push_str(&format!(
+                " {} of the traffic; release {} is {}{step} with {}, {}",
+                green.weight.rest(),
+                green.release(),
+                green
+                    .occupant
+                    .phase()
+                    .map_or("untagged".to_owned(), |p| p.to_string()),
+                green.weight,
+                green.occupant.health.progress()
+            ));
+        }
+        None => text.push_str(" all traffic"),
+    }
+    text
+}

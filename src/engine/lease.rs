@@ -1,0 +1,262 @@
+//! Holding the per-service lock ([`crate::core::lock`]) for the length of one command: take it,
+//! renew it while working, hand it back at the end.
+
+use std::time::{Duration, SystemTime};
+
+use crate::core::cloud::{Cloud, CloudErrorKind};
+use crate::core::lock::{self, Contention, Holder, LockRecord, contention, lock_name, renew_due};
+use crate::core::spec::Spec;
+use crate::core::tags::timestamp;
+
+use super::failure::Failure;
+
+/// How often acquiring may find the lock changing hands before giving up.
+const ACQUIRE_ATTEMPTS: u32 = 3;
+
+/// The lock, held.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    name: String,
+    record: LockRecord,
+    renewed_at: SystemTime,
+    ttl: Duration,
+}
+
+/// Who this process is, for the lock's holder tags: user, host, pid, and the pipeline run when
+/// the environment names one.
+pub fn holder_from_env() -> Holder {
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+    let user = env("USER")
+        .or_else(|| env("LOGNAME"))
+        .or_else(|| env("USERNAME"))
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| env("HOSTNAME"))
+        .unwrap_or_else(|| "unknown-host".into());
+    let run = if let (Some(repo), Some(id)) = (env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {
+        let attempt = env("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into());
+        Some(format!("GitHub Actions run {repo}#{id} attempt {attempt}"))
+    } else if let Some(build) = env("CODEBUILD_BUILD_ID") {
+        Some(format!("CodeBuild build {build}"))
+    } else if let (Some(_), Some(tag)) = (env("JENKINS_URL"), env("BUILD_TAG")) {
+        Some(format!("Jenkins {tag}"))
+    } else if let Some(pipeline) = env("CI_PIPELINE_ID") {
+        Some(format!("GitLab pipeline {pipeline}"))
+    } else {
+        None
+    };
+    let pid = std::process::id();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    Holder {
+        who: format!("{user}@{host}"),
+        host,
+        pid,
+        run,
+        token: format!("{pid:x}-{nanos:x}"),
+    }
+}
+
+/// Whether a process of this host is still running (where the OS lets us tell).
+pub fn pid_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        // No procfs: assume alive, the safe answer.
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
+impl Lease {
+    /// Takes the service's lock for `command`, or says who holds it ([`Failure::Busy`]).
+    pub async fn acquire<C: Cloud>(
+        cloud: &C,
+        spec: &Spec,
+        command: &str,
+        holder: &Holder,
+        now: SystemTime,
+        alive: impl Fn(u32) -> bool,
+    ) -> Result<Lease, Failure> {
+        let name = lock_name(&spec.service);
+        let ttl = spec.lock.ttl;
+        for attempt in 0..ACQUIRE_ATTEMPTS {
+            let mut record = LockRecord {
+                id: String::new(),
+                service: spec.service.to_string(),
+                holder: holder.clone(),
+                command: command.to_owned(),
+                acquired_at: now,
+                expires_at: now + ttl,
+            };
+            let token = format!("{}-{attempt}", holder.token);
+            match cloud.create_lock(&name, &record.tags(), &token).await {
+                Ok(id) => {
+                    record.id = id;
+                    return Ok(Lease {
+                        name,
+                        record,
+                        renewed_at: now,
+                        ttl,
+                    });
+                }
+                Err(e) if e.kind == CloudErrorKind::Conflict => {}
+                Err(e) => return Err(Failure::cloud(false)(e)),
+            }
+            let Some((id, tags)) = cloud
+                .read_lock(&name)
+                .await
+                .map_err(Failure::cloud(false))?
+            else {
+                // Released between our create and our read: try again.
+                continue;
+            };
+            let Some(existing) = LockRecord::read(&id, &tags) else {
+                return Err(Failure::Busy(format!(
+                    "service {} is locked by {name} ({id}), whose tags greenlight cannot read; \
+                     if no greenlight is running, remove it with `greenlight unlock --force`",
+                    spec.service
+                )));
+            };
+            if existing.holder.token == holder.token {
+                // Our own create landed and its answer was lost.
+                return Ok(Lease {
+                    name,
+                    record: existing,
+                    renewed_at: now,
+                    ttl,
+                });
+            }
+            match contention(&existing, holder, now, &alive) {
+                Contention::TakeOver => {
+                    cloud
+                        .delete_lock(&existing.id)
+                        .await
+                        .map_err(Failure::cloud(false))?;
+                }
+                Contention::Busy => {
+                    return Err(Failure::Busy(format!(
+                        "service {} is locked by {}; wait for it to finish, or if that run is \
+                         gone, `greenlight unlock --force`",
+                        spec.service,
+                        existing.describe()
+                    )));
+                }
+            }
+        }
+        Err(Failure::Busy(format!(
+            "service {}'s lock changed hands {ACQUIRE_ATTEMPTS} times while greenlight tried to \
+             take it; retry",
+            spec.service
+        )))
+    }
+
+    pub fn record(&self) -> &LockRecord {
+        &self.record
+    }
+
+    /// Before a change: renews the lock when a third of its lifetime has passed, after checking
+    /// it is still ours. Fails with [`Failure::Busy`] if someone took it (it expired, or was
+    /// unlocked by force), so the change is not made.
+    pub async fn ensure<C: Cloud>(&mut self, cloud: &C, now: SystemTime) -> Result<(), Failure> {
+        if !renew_due(self.renewed_at, self.ttl, now) {
+            return Ok(());
+        }
+        let lost = |by: String| {
+            Failure::Busy(format!(
+                "lost the lock on service {} ({by}); stopped before changing anything else. \
+                 Re-run to resume once the other runner is done",
+                self.record.service
+            ))
+        };
+        let current = cloud
+            .read_lock(&self.name)
+            .await
+            .map_err(Failure::cloud(true))?;
+        match current {
+            Some((id, _)) if id == self.record.id => {}
+            Some((id, tags)) => {
+                return Err(lost(match LockRecord::read(&id, &tags) {
+                    Some(other) => format!("now held by {}", other.describe()),
+                    None => format!("replaced by {id}"),
+                }));
+            }
+            None => return Err(lost("it was removed".into())),
+        }
+        let expires = now + self.ttl;
+        match cloud
+            .tag_lock(
+                &self.record.id,
+                &[(lock::EXPIRES_AT.to_owned(), timestamp(expires))],
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.kind == CloudErrorKind::NotFound => {
+                return Err(lost("it was removed".into()));
+            }
+            Err(e) => return Err(Failure::cloud(true)(e)),
+        }
+        self.record.expires_at = expires;
+        self.renewed_at = now;
+        Ok(())
+    }
+
+    /// The longest a holder may wait without renewing.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// Hands the lock back. Deletes exactly this lock object, never a successor.
+    pub async fn release<C: Cloud>(self, cloud: &C) -> Result<(), Failure> {
+        cloud
+            .delete_lock(&self.record.id)
+            .await
+            .map_err(Failure::cloud(true))
+    }
+}
+
+/// `greenlight unlock --force`: removes the service's lock whoever holds it; returns what was
+/// removed.
+pub async fn force_unlock<C: Cloud>(cloud: &C, spec: &Spec) -> Result<Option<LockRecord>, Failure> {
+    let name = lock_name(&spec.service);
+    let Some((id, tags)) = cloud
+        .read_lock(&name)
+        .await
+        .map_err(Failure::cloud(false))?
+    else {
+        return Ok(None);
+    };
+    cloud
+        .delete_lock(&id)
+        .await
+        .map_err(Failure::cloud(false))?;
+    Ok(Some(LockRecord::read(&id, &tags).unwrap_or(LockRecord {
+        id: id.clone(),
+        service: spec.service.to_string(),
+        holder: Holder {
+            who: "unknown".into(),
+            host: String::new(),
+            pid: 0,
+            run: None,
+            token: String::new(),
+        },
+        command: "unknown".into(),
+        acquired_at: SystemTime::UNIX_EPOCH,
+        expires_at: SystemTime::UNIX_EPOCH,
+    })))
+}
+
+/// The service's lock as AWS has it now, for `status`.
+pub async fn current<C: Cloud>(cloud: &C, spec: &Spec) -> Result<Option<LockRecord>, Failure> {
+    let name = lock_name(&spec.service);
+    Ok(cloud
+        .read_lock(&name)
+        .await
+        .map_err(Failure::cloud(false))?
+        .and_then(|(id, tags)| LockRecord::read(&id, &tags)))
+}
