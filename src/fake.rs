@@ -48,6 +48,8 @@ impl Clock for FakeClock {
     async fn sleep(&self, duration: Duration) {
         // Never zero: a loop that sleeps must see time pass, as it would for real.
         self.advance(duration.max(Duration::from_millis(1)));
+        // Let other runners on the same runtime take their turn, as a real wait would.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -861,6 +863,16 @@ impl Cloud for FakeCloud {
             if capacity.desired < before.desired && w.takes_traffic(&fleet) {
                 w.violations
                     .push(format!("shrank fleet {name} while it takes traffic"));
+            }
+            // Invariant 3: the previous release stays at capacity while it is kept warm.
+            let warm = fleet
+                .config
+                .tags
+                .iter()
+                .any(|t| t.key == crate::core::tags::PHASE && t.value == "warm");
+            if capacity.desired < before.desired && warm {
+                w.violations
+                    .push(format!("shrank warm fleet {name}, which a rollback needs"));
             }
             w.fleet_mut("UpdateAutoScalingGroup", name)?.config.capacity = capacity;
             w.converge(name, now);

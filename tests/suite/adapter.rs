@@ -23,14 +23,14 @@ use aws_sdk_autoscaling::types as asg;
 use aws_sdk_ec2::types as ec2;
 use aws_sdk_elasticloadbalancingv2::types as elb;
 use greenlight::aws::AwsCloud;
-use greenlight::core::cloud::{Cloud, CloudErrorKind};
+use greenlight::core::cloud::{Cloud, CloudErrorKind, ROUTER_CHANGED};
 use greenlight::core::fleet::{
     Capacity, FleetConfig, FleetLaunch, FleetTag, InstanceOverride, InstancesDistribution,
     LaunchTemplateRef, LifecycleHook, MaintenancePolicy, MetricsCollection, MixedInstances,
 };
 use greenlight::core::health::TargetState;
 use greenlight::core::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
-use greenlight::core::router::{Forward, RouterAction, RouterId, Weight};
+use greenlight::core::router::{Forward, RouterAction, RouterId, RouterWrite, Stickiness, Weight};
 
 const REGION: &str = "us-east-1";
 
@@ -423,6 +423,15 @@ fn weights(pairs: &[(&TargetGroupArn, u16)]) -> Vec<Forward> {
         .collect()
 }
 
+/// A write of `pairs` to a router that forwards as `current` now.
+async fn write(cloud: &AwsCloud, router: &RouterId, pairs: &[(&TargetGroupArn, u16)]) -> RouterWrite {
+    RouterWrite {
+        expected: cloud.router(router).await.unwrap().forwards().to_vec(),
+        forwards: weights(pairs),
+        stickiness: Stickiness::Keep,
+    }
+}
+
 fn forwarding(pairs: &[(&TargetGroupArn, u16)]) -> RouterAction {
     RouterAction::Forward {
         forwards: weights(pairs),
@@ -441,12 +450,22 @@ async fn router_reads_and_routes(endpoint: &str) {
     assert_eq!(state.id, listener);
     assert_eq!(state.action, forwarding(&[(&w.a, 1)]));
 
-    let (routed, requests) = record(
-        endpoint,
-        w.cloud.route(&listener, &weights(&[(&w.a, 0), (&w.b, 1)])),
-    )
-    .await;
-    routed.unwrap();
+    // A write that expects another forward than the router has is refused before any change.
+    let stale = RouterWrite {
+        expected: weights(&[(&w.b, 1)]),
+        forwards: weights(&[(&w.a, 0), (&w.b, 100)]),
+        stickiness: Stickiness::Keep,
+    };
+    let (refused, requests) = record(endpoint, w.cloud.route(&listener, &stale)).await;
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.kind, CloudErrorKind::Conflict, "{refused}");
+    assert_eq!(refused.code.as_deref(), Some(ROUTER_CHANGED));
+    assert_eq!(actions(&requests), ["DescribeListeners"]);
+
+    let to_b = write(&w.cloud, &listener, &[(&w.a, 0), (&w.b, 100)]).await;
+    let (routed, requests) = record(endpoint, w.cloud.route(&listener, &to_b)).await;
+    // What AWS answered it now holds is returned, for the caller to compare.
+    assert_eq!(routed.unwrap(), weights(&[(&w.a, 0), (&w.b, 100)]));
     assert_eq!(actions(&requests), ["DescribeListeners", "ModifyListener"]);
     let modify = &requests[1];
     assert!(
@@ -458,13 +477,11 @@ async fn router_reads_and_routes(endpoint: &str) {
     );
     assert_eq!(
         w.cloud.router(&listener).await.unwrap().action,
-        forwarding(&[(&w.a, 0), (&w.b, 1)])
+        forwarding(&[(&w.a, 0), (&w.b, 100)])
     );
 
-    w.cloud
-        .route(&listener, &weights(&[(&w.a, 1), (&w.b, 0)]))
-        .await
-        .unwrap();
+    let back = write(&w.cloud, &listener, &[(&w.a, 1), (&w.b, 0)]).await;
+    w.cloud.route(&listener, &back).await.unwrap();
     assert_eq!(
         w.cloud.router(&listener).await.unwrap().action,
         forwarding(&[(&w.a, 1), (&w.b, 0)])
@@ -539,11 +556,8 @@ async fn router_reads_and_routes(endpoint: &str) {
         w.cloud.router(&rule).await.unwrap().action,
         forwarding(&[(&w.a, 90), (&w.b, 10)])
     );
-    let (routed, requests) = record(
-        endpoint,
-        w.cloud.route(&rule, &weights(&[(&w.a, 0), (&w.b, 1)])),
-    )
-    .await;
+    let to_b = write(&w.cloud, &rule, &[(&w.a, 0), (&w.b, 1)]).await;
+    let (routed, requests) = record(endpoint, w.cloud.route(&rule, &to_b)).await;
     routed.unwrap();
     assert_eq!(actions(&requests), ["DescribeRules", "ModifyRule"]);
     let sent = &requests[1].params;
@@ -1292,12 +1306,16 @@ async fn launch_template_versions(endpoint: &str) {
     let (created, requests) = record(
         endpoint,
         w.cloud
-            .create_launch_template_version(id, 1, &image, description),
+            .create_launch_template_version(id, 1, &image, description, "greenlight-token-1"),
     )
     .await;
     let created = created.unwrap();
     assert_eq!(actions(&requests), ["CreateLaunchTemplateVersion"]);
     let sent = &requests[0].params;
+    assert_eq!(
+        sent.get("ClientToken").map(String::as_str),
+        Some("greenlight-token-1")
+    );
     assert_eq!(sent.get("SourceVersion").map(String::as_str), Some("1"));
     assert_eq!(
         sent.get("LaunchTemplateData.ImageId").map(String::as_str),
@@ -1386,9 +1404,14 @@ async fn missing_things_are_not_found(endpoint: &str) {
     assert_eq!(err.operation, "DescribeListeners");
     assert_eq!(err.code.as_deref(), Some("ListenerNotFound"));
     assert!(!err.message.contains('\n'));
+    let missing_write = RouterWrite {
+        expected: weights(&[(&w.a, 1)]),
+        forwards: weights(&[(&w.a, 1)]),
+        stickiness: Stickiness::Keep,
+    };
     let err = w
         .cloud
-        .route(&RouterId::Listener(listener), &weights(&[(&w.a, 1)]))
+        .route(&RouterId::Listener(listener), &missing_write)
         .await
         .unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::NotFound, "{err}");
@@ -1399,6 +1422,64 @@ async fn missing_things_are_not_found(endpoint: &str) {
     .unwrap();
     let err = w.cloud.target_group(&tg).await.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::NotFound, "{err}");
+}
+
+/// The lock is a launch template created by name: a real conditional create.
+async fn locks(endpoint: &str) {
+    let w = World::new(endpoint).await;
+    let name = unique("greenlight-lock.checkout");
+    let tags = vec![
+        ("greenlight:lock".to_owned(), "checkout".to_owned()),
+        ("greenlight:lock-token".to_owned(), "first".to_owned()),
+    ];
+    assert_eq!(w.cloud.read_lock(&name).await.unwrap(), None);
+    let (created, requests) = record(endpoint, w.cloud.create_lock(&name, &tags, "tok-a")).await;
+    let id = created.unwrap();
+    assert_eq!(actions(&requests), ["CreateLaunchTemplate"]);
+    assert_eq!(
+        requests[0].params.get("ClientToken").map(String::as_str),
+        Some("tok-a")
+    );
+    assert_eq!(
+        requests[0]
+            .params
+            .get("TagSpecification.1.ResourceType")
+            .map(String::as_str),
+        Some("launch-template")
+    );
+    // A second runner's create fails: the name is taken.
+    let err = w
+        .cloud
+        .create_lock(&name, &tags, "tok-b")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Conflict, "{err}");
+    let (read_id, read_tags) = w.cloud.read_lock(&name).await.unwrap().unwrap();
+    assert_eq!(read_id, id);
+    assert_eq!(read_tags.get("greenlight:lock-token").map(String::as_str), Some("first"));
+    w.cloud
+        .tag_lock(&id, &[("greenlight:lock-expires-at".to_owned(), "later".to_owned())])
+        .await
+        .unwrap();
+    let (_, read_tags) = w.cloud.read_lock(&name).await.unwrap().unwrap();
+    assert_eq!(
+        read_tags.get("greenlight:lock-expires-at").map(String::as_str),
+        Some("later")
+    );
+    w.cloud.delete_lock(&id).await.unwrap();
+    // Deleting again is fine (a takeover and the holder may both delete); renewing is not.
+    w.cloud.delete_lock(&id).await.unwrap();
+    let err = w
+        .cloud
+        .tag_lock(&id, &[("k".to_owned(), "v".to_owned())])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::NotFound, "{err}");
+    assert_eq!(w.cloud.read_lock(&name).await.unwrap(), None);
+    // Free again: the next create wins, with a new id.
+    let again = w.cloud.create_lock(&name, &tags, "tok-c").await.unwrap();
+    assert_ne!(again, id);
+    w.cloud.delete_lock(&again).await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1422,6 +1503,7 @@ async fn adapter_against_moto() {
     launch_template_versions(&endpoint).await;
     images(&endpoint).await;
     missing_things_are_not_found(&endpoint).await;
+    locks(&endpoint).await;
 }
 
 #[tokio::test]

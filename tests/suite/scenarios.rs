@@ -3,113 +3,225 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use greenlight::core::cloud::CloudErrorKind;
 use greenlight::core::decide::{DeployRequest, Launch};
 use greenlight::core::fleet::{Capacity, FleetLaunch};
 use greenlight::core::health::TargetState;
+use greenlight::core::lock::Holder;
 use greenlight::core::names::{ImageId, ReleaseName, TargetGroupArn};
+use greenlight::core::plan::Plan;
 use greenlight::core::router::{Forward, RouterAction, Weight};
 use greenlight::core::spec::Spec;
 use greenlight::core::tags;
+use greenlight::engine::abort::{Aborted, abort};
 use greenlight::engine::clock::Clock;
-use greenlight::engine::deploy::{Released, deploy};
+use greenlight::engine::context::Context;
+use greenlight::engine::deploy::{DeployOptions, Released, deploy};
 use greenlight::engine::events::{Event, Recorder};
 use greenlight::engine::failure::Failure;
-use greenlight::engine::rollback::rollback;
+use greenlight::engine::promote::{Promotion, promote};
+use greenlight::engine::rollback::{RolledBack, rollback};
+use greenlight::engine::stop::Stop;
 use greenlight::exit;
 use greenlight::fake::{FakeClock, FakeCloud, FaultTiming, HealthScript, sample};
 
-fn block_on<F: Future>(future: F) -> F::Output {
+pub fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime")
         .block_on(future)
 }
 
-struct World {
-    clock: Arc<FakeClock>,
-    cloud: FakeCloud,
-    spec: Spec,
+pub struct World {
+    pub clock: Arc<FakeClock>,
+    pub cloud: FakeCloud,
+    pub spec: Spec,
+    pub stop: Stop,
 }
 
 /// A fixed start, so warm-until times are predictable.
-const START: Duration = Duration::from_secs(1_795_000_000);
+pub const START: Duration = Duration::from_secs(1_795_000_000);
 
-fn world() -> World {
-    let clock = FakeClock::new(SystemTime::UNIX_EPOCH + START);
-    let (cloud, spec) = FakeCloud::sample(clock.clone());
-    World { clock, cloud, spec }
+pub fn world() -> World {
+    world_with("")
 }
 
-fn request(release: &str, image: &str) -> DeployRequest {
+/// The sample world with `extra` appended to its config (e.g. a `[canary]` table).
+pub fn world_with(extra: &str) -> World {
+    let clock = FakeClock::new(SystemTime::UNIX_EPOCH + START);
+    let (cloud, spec) = FakeCloud::sample(clock.clone());
+    let spec = if extra.is_empty() {
+        spec
+    } else {
+        Spec::parse(&format!("{}\n{extra}", sample_config_text(&spec))).expect("extra config")
+    };
+    World {
+        clock,
+        cloud,
+        spec,
+        stop: Stop::new(),
+    }
+}
+
+/// The sample's config as text, so tests can add tables to it.
+fn sample_config_text(spec: &Spec) -> String {
+    let greenlight::core::router::RouterId::Listener(listener) = &spec.router else {
+        unreachable!("the sample routes with a listener")
+    };
+    format!(
+        "service = \"checkout\"\nregion = \"us-east-1\"\n[router]\nlistener_arn = \"{listener}\"\n\
+         target_groups = [\"{}\", \"{}\"]\n[health]\ntimeout = \"5m\"\ninterval = \"5s\"\n\
+         [retention]\nkeep_warm = \"1h\"\n",
+        sample::TG_A,
+        sample::TG_B
+    )
+}
+
+pub fn request(release: &str, image: &str) -> DeployRequest {
     DeployRequest {
         release: ReleaseName::parse(release).unwrap(),
         launch: Launch::Image(ImageId::parse(image).unwrap()),
+        plan: Plan::blue_green(None),
     }
 }
 
-fn tg(arn: &str) -> TargetGroupArn {
+pub fn tg(arn: &str) -> TargetGroupArn {
     TargetGroupArn::parse(arn).unwrap()
 }
 
+/// Each command runs as a runner of its own, as separate processes would: its own lock token
+/// and pid. Every earlier runner is gone (its process dead) unless a test says otherwise.
+pub fn holder(name: &str) -> Holder {
+    static PID: AtomicU32 = AtomicU32::new(1000);
+    Holder {
+        who: format!("{name}@test-host"),
+        host: "test-host".into(),
+        pid: PID.fetch_add(1, Ordering::Relaxed),
+        run: None,
+        token: name.to_owned(),
+    }
+}
+
+fn dead(_: u32) -> bool {
+    false
+}
+
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 impl World {
-    fn deploy(&self, release: &str, image: &str) -> (Result<Released, Failure>, Vec<Event>) {
+    /// A context for one runner whose lock token is `holder.token`, on its own cloud handle so
+    /// the fake checks it only changes things while it holds the lock.
+    pub fn ctx<'a>(&'a self, cloud: &'a FakeCloud, holder: &'a Holder) -> Context<'a, FakeCloud, Arc<FakeClock>> {
+        Context {
+            cloud,
+            clock: &self.clock,
+            spec: &self.spec,
+            stop: &self.stop,
+            holder,
+            alive: dead,
+        }
+    }
+
+    pub fn deploy(&self, release: &str, image: &str) -> (Result<Released, Failure>, Vec<Event>) {
+        self.deploy_with(&request(release, image), DeployOptions::default())
+    }
+
+    pub fn deploy_with(
+        &self,
+        request: &DeployRequest,
+        options: DeployOptions,
+    ) -> (Result<Released, Failure>, Vec<Event>) {
+        let holder = holder(&unique("deploy"));
+        let cloud = self.cloud.runner(&holder.token);
         let mut recorder = Recorder::default();
-        let result = block_on(deploy(
-            &self.cloud,
-            &self.clock,
-            &mut recorder,
-            &self.spec,
-            &request(release, image),
-        ));
+        let result = block_on(deploy(&self.ctx(&cloud, &holder), &mut recorder, request, options));
         (result, recorder.events)
     }
 
-    fn rollback(&self) -> Result<String, Failure> {
-        let mut recorder = Recorder::default();
-        block_on(rollback(
-            &self.cloud,
-            &self.clock,
-            &mut recorder,
-            &self.spec,
-        ))
-        .map(|r| r.release)
+    pub fn rollback_to(&self, to: Option<&str>) -> Result<RolledBack, Failure> {
+        let holder = holder(&unique("rollback"));
+        let cloud = self.cloud.runner(&holder.token);
+        block_on(rollback(&self.ctx(&cloud, &holder), &mut Recorder::default(), to))
+    }
+
+    /// The release a plain rollback left live.
+    pub fn rollback(&self) -> Result<String, Failure> {
+        self.rollback_to(None).map(|r| match r {
+            RolledBack::To { release, .. } | RolledBack::Already { release, .. } => release,
+            RolledBack::Aborted(other) => panic!("rollback aborted instead: {other:?}"),
+        })
+    }
+
+    pub fn promote(&self, full: bool) -> Result<Promotion, Failure> {
+        let holder = holder(&unique("promote"));
+        let cloud = self.cloud.runner(&holder.token);
+        block_on(promote(&self.ctx(&cloud, &holder), &mut Recorder::default(), full))
+    }
+
+    pub fn abort(&self) -> Result<Aborted, Failure> {
+        let holder = holder(&unique("abort"));
+        let cloud = self.cloud.runner(&holder.token);
+        block_on(abort(&self.ctx(&cloud, &holder), &mut Recorder::default()))
     }
 
     /// The target group with all the traffic.
-    fn live_target_group(&self) -> TargetGroupArn {
+    pub fn live_target_group(&self) -> TargetGroupArn {
         let forwards = self.cloud.forwards(&self.spec.router);
         let taking: Vec<&Forward> = forwards.iter().filter(|f| f.weight.get() > 0).collect();
         assert_eq!(taking.len(), 1, "traffic split: {forwards:?}");
         taking[0].target_group.clone()
     }
 
-    fn tag(&self, fleet: &str, key: &str) -> Option<String> {
+    /// Slot b's share of the traffic, in percent of the weights.
+    pub fn share_of_b(&self) -> u32 {
+        let forwards = self.cloud.forwards(&self.spec.router);
+        let total: u32 = forwards.iter().map(|f| u32::from(f.weight.get())).sum();
+        let b: u32 = forwards
+            .iter()
+            .filter(|f| f.target_group == tg(sample::TG_B))
+            .map(|f| u32::from(f.weight.get()))
+            .sum();
+        b * 100 / total.max(1)
+    }
+
+    pub fn tag(&self, fleet: &str, key: &str) -> Option<String> {
         self.cloud.summary(fleet)?.tags.get(key).cloned()
     }
 
-    fn mutations(&self) -> Vec<String> {
-        const READS: [&str; 8] = [
+    /// Every call that changes the service (not reads, not the lock's own calls).
+    pub fn mutations(&self) -> Vec<String> {
+        const NOT_CHANGES: [&str; 14] = [
             "router",
             "target_group",
             "fleets",
             "fleet_config",
+            "fleet_summary",
             "target_health",
             "image_exists",
             "launch_template_version",
             "find_launch_template_version",
+            "create_lock",
+            "read_lock",
+            "tag_lock",
+            "delete_lock",
+            "",
         ];
         self.cloud
             .calls()
             .into_iter()
-            .filter(|c| !READS.contains(&c.as_str()))
+            .filter(|c| !NOT_CHANGES.contains(&c.as_str()))
             .collect()
     }
 
     /// No router call ever gave slot b any traffic.
-    fn assert_traffic_never_left_a(&self) {
+    pub fn assert_traffic_never_left_a(&self) {
         for forwards in self.cloud.routes() {
             for f in forwards {
                 if f.target_group == tg(sample::TG_B) {
@@ -119,8 +231,14 @@ impl World {
         }
     }
 
-    fn assert_safe(&self) {
+    /// The fake's watch found nothing, and no lock is left behind.
+    pub fn assert_safe(&self) {
         assert_eq!(self.cloud.violations(), Vec::<String>::new());
+        assert_eq!(
+            self.cloud.lock_object("greenlight-lock.checkout"),
+            None,
+            "a lock was left behind"
+        );
     }
 }
 
@@ -137,7 +255,8 @@ fn happy_path_twins_blue_waits_for_health_and_flips() {
         result.unwrap(),
         Released {
             release: "v2".into(),
-            flipped: true
+            flipped: true,
+            paused_at: None,
         }
     );
 
@@ -354,7 +473,8 @@ fn crash_at_every_step_then_rerun_converges() {
         };
         for timing in [FaultTiming::Before, FaultTiming::After] {
             let w = world();
-            w.cloud.fail(step, nth, timing, CloudErrorKind::Unavailable);
+            // `Other`: a failure the run does not ride out, standing for the process dying.
+            w.cloud.fail(step, nth, timing, CloudErrorKind::Other);
             let (first, _) = w.deploy("v2", sample::NEXT_IMAGE);
             let Err(failure) = first else {
                 panic!("{step}#{nth} {timing:?}: the injected fault was not reported")
@@ -427,13 +547,7 @@ fn rollback_refused_when_blue_is_gone() {
     let w = world();
     w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
     w.cloud.remove_fleet(sample::BLUE);
-    let failure = block_on(rollback(
-        &w.cloud,
-        &w.clock,
-        &mut Recorder::default(),
-        &w.spec,
-    ))
-    .unwrap_err();
+    let failure = w.rollback().unwrap_err();
     assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION);
     assert!(
         failure.to_string().contains("nothing to roll back to"),
@@ -506,14 +620,14 @@ fn a_deploy_in_progress_blocks_another_release() {
     let w = world();
     // The first deploy stops right before its flip (the first router call is the join).
     w.cloud
-        .fail("route", 2, FaultTiming::Before, CloudErrorKind::Unavailable);
+        .fail("route", 2, FaultTiming::Before, CloudErrorKind::Other);
     assert!(w.deploy("v2", sample::NEXT_IMAGE).0.is_err());
     let mutations = w.mutations().len();
 
     let failure = w.deploy("v3", sample::THIRD_IMAGE).0.unwrap_err();
     assert_eq!(exit::code(&failure), exit::BUSY);
     assert!(
-        failure.to_string().contains("release v2 is being deployed"),
+        failure.to_string().contains("release v2 is in progress"),
         "{failure}"
     );
     assert_eq!(
@@ -538,20 +652,17 @@ fn bad_input_changes_nothing() {
             DeployRequest {
                 release: ReleaseName::parse("v2").unwrap(),
                 launch: Launch::Version(42),
+                plan: Plan::blue_green(None),
             },
             "has no version 42",
         ),
     ];
     for (request, expected) in cases {
         let w = world();
-        let failure = block_on(deploy(
-            &w.cloud,
-            &w.clock,
-            &mut Recorder::default(),
-            &w.spec,
-            &request,
-        ))
-        .unwrap_err();
+        let failure = w
+            .deploy_with(&request, DeployOptions::default())
+            .0
+            .unwrap_err();
         assert_eq!(exit::code(&failure), exit::BAD_INPUT, "{failure}");
         assert!(failure.to_string().contains(expected), "{failure}");
         assert_eq!(w.mutations(), Vec::<String>::new());
@@ -608,21 +719,20 @@ fn existing_launch_template_version_is_released_as_is() {
                 1,
                 &ImageId::parse(sample::NEXT_IMAGE).unwrap(),
                 "built by CI",
+                "ci-token",
             )
             .await
             .unwrap()
     });
-    let mut recorder = Recorder::default();
-    block_on(deploy(
-        &w.cloud,
-        &w.clock,
-        &mut recorder,
-        &w.spec,
+    w.deploy_with(
         &DeployRequest {
             release: ReleaseName::parse("v2").unwrap(),
             launch: Launch::Version(2),
+            plan: Plan::blue_green(None),
         },
-    ))
+        DeployOptions::default(),
+    )
+    .0
     .unwrap();
     assert_eq!(
         w.cloud.template_versions(sample::TEMPLATE).len(),
@@ -673,8 +783,10 @@ fn a_foreign_group_with_green_name_is_not_taken_over() {
         Duration::ZERO,
     );
     let failure = w.deploy("v2", sample::NEXT_IMAGE).0.unwrap_err();
-    assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION);
+    // Found before any change: AWS would refuse the name only after the router was changed.
+    assert_eq!(exit::code(&failure), exit::BAD_INPUT);
     assert!(failure.to_string().contains("already exists"), "{failure}");
+    assert_eq!(w.mutations(), Vec::<String>::new());
     assert!(
         w.cloud
             .summary("checkout-v2")
@@ -706,12 +818,8 @@ fn an_interrupted_rollback_is_finished_not_repeated() {
     let w = world();
     w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
     // The flip lands; the connection drops before the tags are written.
-    w.cloud.fail(
-        "tag_fleet",
-        1,
-        FaultTiming::Before,
-        CloudErrorKind::Unavailable,
-    );
+    w.cloud
+        .fail("tag_fleet", 1, FaultTiming::Before, CloudErrorKind::Other);
     let failure = w.rollback().unwrap_err();
     assert_eq!(exit::code(&failure), exit::NEEDS_ATTENTION, "{failure}");
     assert_eq!(w.live_target_group(), tg(sample::TG_A));
@@ -724,8 +832,17 @@ fn an_interrupted_rollback_is_finished_not_repeated() {
     assert_eq!(w.tag(sample::BLUE, tags::PHASE).as_deref(), Some("live"));
     assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("warm"));
 
-    // And a third rollback is a real one again, back to v2.
-    assert_eq!(w.rollback().unwrap(), "v2");
+    // A third one still changes nothing: rollback never toggles.
+    assert!(matches!(
+        w.rollback_to(None).unwrap(),
+        RolledBack::Already { .. }
+    ));
+    assert_eq!(w.cloud.count("route"), routes);
+    // Going back to v2 takes saying so.
+    assert!(matches!(
+        w.rollback_to(Some("v2")).unwrap(),
+        RolledBack::To { flipped: true, .. }
+    ));
     assert_eq!(w.live_target_group(), tg(sample::TG_B));
     w.assert_safe();
 }
@@ -738,7 +855,7 @@ fn rollback_right_after_an_interrupted_deploy_leaves_a_clean_state() {
         "suspend_processes",
         1,
         FaultTiming::Before,
-        CloudErrorKind::Unavailable,
+        CloudErrorKind::Other,
     );
     assert!(w.deploy("v2", sample::NEXT_IMAGE).0.is_err());
     assert_eq!(w.live_target_group(), tg(sample::TG_B));
