@@ -11,22 +11,26 @@ accepts connections. Point any AWS SDK at that URL with AWS_ENDPOINT_URL (plus d
 and a region).
 
 Why not `moto_server`: we need to monkeypatch moto's models before the first request (see
-fidelity/), add a test-only endpoint (/_greenlight/target-health), serialise requests (moto is
-not thread-safe) and clear our own state on `POST /moto-api/reset`. All of that is a thin WSGI
-wrapper around moto's own DomainDispatcherApplication.
+fidelity/), add test-only endpoints (/_greenlight/target-health, /_greenlight/requests),
+serialise requests (moto is not thread-safe) and clear our own state on `POST /moto-api/reset`.
+All of that is a thin WSGI wrapper around moto's own DomainDispatcherApplication.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs, unquote_plus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # fidelity/ patches this moto release's internals (see requirements.txt); others may break it.
@@ -59,6 +63,14 @@ def _ensure_pinned_moto() -> None:
 
 READY_PREFIX = "GREENLIGHT_EMULATOR_READY"
 TEST_PREFIX = "/_greenlight/"
+# moto's own endpoints (moto routes /favicon.ico there too): not AWS API calls, never logged.
+MOTO_API_PREFIXES = ("/moto-api", "/favicon.ico")
+
+# SigV4 credential scope: Credential=<key id>/<date>/<region>/<service>/aws4_request
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/[^/,\s]*/([^/,\s]+)/aws4_request")
+# Smithy RPC v2 CBOR (e.g. CloudWatch from the Rust SDK): POST /service/<svc>/operation/<Op>
+RPC_V2_PATH = re.compile(r"/service/[^/]+/operation/([^/]+)/?$")
+FORM_ACTION = re.compile(rb"(?:^|&)Action=([^&]*)")
 
 StartResponse = Callable[..., Any]
 
@@ -76,13 +88,23 @@ class SerialisingApp:
         self.moto_app = moto_app
         self.fidelity = fidelity
         self.lock = threading.Lock()
+        # Every AWS API request served, in order: {"service", "action", "time"} (see
+        # describe_request). Appended under the lock, so the order is the order moto saw them.
+        self.requests: list[dict[str, Any]] = []
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
+        logged = None
+        if not path.startswith(TEST_PREFIX) and not path.startswith(MOTO_API_PREFIXES):
+            logged = describe_request(environ, path)  # outside the lock: it may read the body
         with self.lock:
             if path.startswith(TEST_PREFIX):
                 return self._test_endpoint(path, method, environ, start_response)
+            if logged is not None:
+                # Before moto runs, so requests it answers with an error (or fails on) count too.
+                logged["time"] = time.time()
+                self.requests.append(logged)
             result = self.moto_app(environ, start_response)
             try:
                 body = b"".join(result)  # drain inside the lock: moto may render lazily
@@ -90,15 +112,20 @@ class SerialisingApp:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-            if path.rstrip("/") == "/moto-api/reset" and method == "POST" and self.fidelity:
+            if path.rstrip("/") == "/moto-api/reset" and method == "POST":
                 # moto's reset recreates every backend; our state refers to resources that no
-                # longer exist, so it goes too.
-                self.fidelity.STATE.reset()
+                # longer exist, so it goes too, and the request log starts afresh.
+                self.requests.clear()
+                if self.fidelity:
+                    self.fidelity.STATE.reset()
             return [body]
 
     def _test_endpoint(
         self, path: str, method: str, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        if path.rstrip("/") == "/_greenlight/requests":
+            # Not a fidelity fix: the request log works with --stock too.
+            return self._requests_endpoint(method, environ, start_response)
         if self.fidelity is None:
             return _json(start_response, 404, {"error": "fidelity layer disabled (--stock)"})
         if path.rstrip("/") != "/_greenlight/target-health":
@@ -120,10 +147,81 @@ class SerialisingApp:
             start_response, 405, {"error": f"{method} not allowed; use GET, POST or DELETE"}
         )
 
+    def _requests_endpoint(
+        self, method: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """GET [?since=N]: the log from index N on (default 0) and its length; DELETE: clear it.
 
-def _json(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
+        A test reads `total` as a mark before the code under test runs, then asks for
+        `since=<mark>` to see exactly the requests that code made.
+        """
+        if method == "DELETE":
+            self.requests.clear()
+            return _json(start_response, 200, {"status": "ok"})
+        if method != "GET":
+            return _json(start_response, 405, {"error": f"{method} not allowed; use GET or DELETE"})
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        unknown = set(query) - {"since"}
+        if unknown:
+            return _json(start_response, 400, {"error": f"unknown parameters {sorted(unknown)}"})
+        raw = query.get("since", ["0"])
+        if len(raw) != 1 or not re.fullmatch(r"[0-9]+", raw[0]):
+            return _json(start_response, 400, {"error": "since must be an integer >= 0"})
+        since = int(raw[0])
+        return _json(
+            start_response,
+            200,
+            {"requests": self.requests[since:], "since": since, "total": len(self.requests)},
+            indent=None,
+        )
+
+
+def describe_request(environ: dict[str, Any], path: str) -> dict[str, Any]:
+    """{"service": signing name, "action": operation} of an AWS API request (None if unknown).
+
+    The service is the credential scope's signing name (the Authorization header, or the
+    X-Amz-Credential query parameter of a presigned request). The operation comes from, in
+    turn: X-Amz-Target (JSON protocols), a Smithy RPC v2 CBOR path, the Action of a form body
+    (query and EC2 protocols; the body is read and put back, as moto does when it routes an
+    unsigned request), or an Action query parameter.
+    """
+    scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if scope is None and "X-Amz-Credential" in environ.get("QUERY_STRING", ""):
+        credential = parse_qs(environ["QUERY_STRING"]).get("X-Amz-Credential") or [""]
+        scope = CREDENTIAL_SCOPE.search(f"Credential={credential[0]}")
+    service = scope.group(1) if scope is not None else None
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        action = target.rsplit(".", 1)[-1]
+    elif match := RPC_V2_PATH.search(path):
+        action = match.group(1)
+    else:
+        action = _form_action(environ)
+        if action is None:
+            action = (parse_qs(environ.get("QUERY_STRING", "")).get("Action") or [None])[0]
+    return {"service": service, "action": action}
+
+
+def _form_action(environ: dict[str, Any]) -> str | None:
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length <= 0:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    match = FORM_ACTION.search(body)
+    return unquote_plus(match.group(1).decode("utf-8", "replace")) if match else None
+
+
+def _json(
+    start_response: StartResponse, status: int, payload: Any, indent: int | None = 1
+) -> list[bytes]:
     reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-    body = json.dumps(payload, indent=1).encode()
+    body = json.dumps(payload, indent=indent).encode()
     start_response(
         f"{status} {reasons[status]}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],

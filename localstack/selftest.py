@@ -14,8 +14,20 @@ Checks, each against resources of its own (unique names, so a non-empty emulator
                                 is registered; delete without ForceDelete is refused
   api-fidelity                  policies scoped to their group, desired > max rejected,
                                 ForwardConfig weights and LoadBalancerArns, weight 1000 rejected
+  client-token-idempotency      CreateLaunchTemplate / CreateLaunchTemplateVersion repeated with
+                                the same ClientToken answer the first result and create nothing;
+                                other parameters -> IdempotentParameterMismatch (HTTP 400)
+  launch-template-tags          CreateTags / DeleteTags on lt-... show in DescribeLaunchTemplates'
+                                Tags and its tag:/tag-key filters; name filter; missing names;
+                                a deleted template's tags are gone and cannot be set
+  modify-responses              ModifyListener / ModifyRule answer the actions exactly as
+                                DescribeListeners / DescribeRules then do (weights, stickiness)
+  request-log                   /_greenlight/requests?since=N lists the AWS calls made since N
+                                (service = signing name, action from form body, X-Amz-Target or
+                                the CBOR path), errors included, moto-api and test calls not
   reset-clears-rules            DELETE /_greenlight/target-health and POST /moto-api/reset
-                                clear the rules (this one wipes the whole emulator: it runs
+                                clear the rules, DELETE /_greenlight/requests and the reset
+                                clear the request log (this one wipes the whole emulator: it runs
                                 last, and --skip-reset leaves it out when the emulator is shared)
 
 Prints one line per check and `N passed, M failed`; exit status 0 only if all passed.
@@ -31,6 +43,7 @@ import os
 import sys
 import time
 import traceback
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -58,6 +71,20 @@ def expect(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
+def expect_error(call: Callable[..., Any], code: str, status: int = 400, **kwargs: Any) -> None:
+    """call(**kwargs) must fail with this AWS error code and HTTP status."""
+    try:
+        call(**kwargs)
+    except Exception as err:  # botocore's ClientError, whichever client raised it
+        response = getattr(err, "response", None)
+        if response is None:
+            raise
+        got = (response["Error"].get("Code"), response["ResponseMetadata"].get("HTTPStatusCode"))
+        expect(got == (code, status), f"{call.__name__}: expected {code} ({status}), got {got}")
+    else:
+        raise CheckFailed(f"{call.__name__} succeeded; expected {code}")
+
+
 class Emulator:
     """boto3 clients plus the test-only endpoint, and a tiny fixture: VPC, subnet, ALB, TG."""
 
@@ -72,6 +99,7 @@ class Emulator:
         self.ec2 = session.client("ec2", endpoint_url=self.endpoint, config=config)
         self.elbv2 = session.client("elbv2", endpoint_url=self.endpoint, config=config)
         self.asg = session.client("autoscaling", endpoint_url=self.endpoint, config=config)
+        self.client = lambda name: session.client(name, endpoint_url=self.endpoint, config=config)
         self.run = uuid.uuid4().hex[:8]
         self._fixture: dict[str, Any] | None = None
 
@@ -82,6 +110,22 @@ class Emulator:
         with urllib.request.urlopen(req, timeout=10) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None
+
+    def http_status(
+        self, method: str, path: str, headers: dict[str, str] | None = None, data: bytes = b""
+    ) -> int:
+        """The HTTP status of a request to the emulator (errors included)."""
+        req = urllib.request.Request(
+            self.endpoint + path, data=data or None, headers=headers or {}, method=method
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def requests_since(self, mark: int) -> dict[str, Any]:
+        return self.http("GET", f"/_greenlight/requests?since={mark}")
 
     def script(self, **rule: Any) -> dict[str, Any]:
         return self.http("POST", "/_greenlight/target-health", rule)
@@ -425,15 +469,236 @@ def check_api_fidelity(emu: Emulator) -> None:
         raise CheckFailed("ModifyListener accepted weight 1000")
 
 
+def check_client_token_idempotency(emu: Emulator) -> None:
+    ec2, (old_ami, new_ami) = emu.ec2, emu.fixture()["images"]
+    # greenlight's per-service lock: a template whose name is the lock, created conditionally.
+    name = f"greenlight-lock.st-{emu.run}"
+    create = {
+        "LaunchTemplateName": name,
+        "ClientToken": f"lock-{emu.run}",
+        "LaunchTemplateData": {"ImageId": old_ami},
+        "TagSpecifications": [
+            {"ResourceType": "launch-template", "Tags": [{"Key": "owner", "Value": "selftest"}]}
+        ],
+    }
+    first = ec2.create_launch_template(**create)["LaunchTemplate"]
+    again = ec2.create_launch_template(**create)["LaunchTemplate"]  # a retry after a lost answer
+    lt = first["LaunchTemplateId"]
+    expect(again["LaunchTemplateId"] == lt, f"retry answered {again['LaunchTemplateId']}, not {lt}")
+    expect(again == first, f"retry answered {again}, first answer was {first}")
+    found = ec2.describe_launch_templates(
+        Filters=[{"Name": "launch-template-name", "Values": [name]}]
+    )["LaunchTemplates"]
+    expect([t["LaunchTemplateId"] for t in found] == [lt], f"templates named {name}: {found}")
+    expect_error(
+        ec2.create_launch_template, "IdempotentParameterMismatch",
+        **{**create, "VersionDescription": "another request"},
+    )  # fmt: skip
+    # Another holder (another token) finds the name taken: the lock is held.
+    expect_error(
+        ec2.create_launch_template, "InvalidLaunchTemplateName.AlreadyExistsException",
+        **{**create, "ClientToken": f"other-{emu.run}"},
+    )  # fmt: skip
+    # Versions: a retried CreateLaunchTemplateVersion must not make a second version.
+    version = {
+        "LaunchTemplateId": lt,
+        "ClientToken": f"release-v2-{emu.run}",
+        "SourceVersion": "1",
+        "VersionDescription": "v2",
+        "LaunchTemplateData": {"ImageId": new_ami},
+    }
+    v2 = ec2.create_launch_template_version(**version)["LaunchTemplateVersion"]
+    retry = ec2.create_launch_template_version(**version)["LaunchTemplateVersion"]
+    expect(v2["VersionNumber"] == 2, f"first version call made version {v2['VersionNumber']}")
+    expect(retry == v2, f"retry answered {retry}, first answer was {v2}")
+    expect_error(
+        ec2.create_launch_template_version, "IdempotentParameterMismatch",
+        **{**version, "LaunchTemplateData": {"ImageId": old_ami}},
+    )  # fmt: skip
+    latest = ec2.describe_launch_templates(LaunchTemplateIds=[lt])["LaunchTemplates"][0]
+    expect(latest["LatestVersionNumber"] == 2, f"versions after retries: {latest}")
+    # Tokens are per operation: the template's token is new to CreateLaunchTemplateVersion.
+    v3 = ec2.create_launch_template_version(**{**version, "ClientToken": create["ClientToken"]})
+    expect(v3["LaunchTemplateVersion"]["VersionNumber"] == 3, f"per-operation token: {v3}")
+
+
+def check_launch_template_tags(emu: Emulator) -> None:
+    ec2 = emu.ec2
+    name = f"tags-{emu.run}"
+    lt = ec2.create_launch_template(
+        LaunchTemplateName=name,
+        LaunchTemplateData={"ImageId": emu.fixture()["images"][0]},
+        TagSpecifications=[
+            {
+                "ResourceType": "launch-template",
+                "Tags": [{"Key": "holder", "Value": "first"}, {"Key": "keep", "Value": "1"}],
+            }
+        ],
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    by_name = {"Name": "launch-template-name", "Values": [name]}
+
+    def tags() -> dict[str, str]:
+        (template,) = ec2.describe_launch_templates(LaunchTemplateIds=[lt])["LaunchTemplates"]
+        return {t["Key"]: t["Value"] for t in template.get("Tags", [])}
+
+    def matching(*filters: dict[str, Any]) -> list[str]:
+        found = ec2.describe_launch_templates(Filters=[by_name, *filters])["LaunchTemplates"]
+        return [t["LaunchTemplateId"] for t in found]
+
+    expect(matching() == [lt], f"launch-template-name filter: {matching()}")
+    ec2.create_tags(
+        Resources=[lt],
+        Tags=[{"Key": "holder", "Value": "second"}, {"Key": "added", "Value": "yes"}],
+    )
+    want = {"holder": "second", "keep": "1", "added": "yes"}
+    expect(tags() == want, f"after CreateTags: {tags()}, want {want}")
+    expect(matching({"Name": "tag:holder", "Values": ["second"]}) == [lt], "tag: filter (new)")
+    expect(matching({"Name": "tag:holder", "Values": ["first"]}) == [], "tag: filter (old)")
+    expect(matching({"Name": "tag-key", "Values": ["added"]}) == [lt], "tag-key filter")
+    ec2.delete_tags(Resources=[lt], Tags=[{"Key": "added"}, {"Key": "keep", "Value": "other"}])
+    want = {"holder": "second", "keep": "1"}  # a Value that does not match deletes nothing
+    expect(tags() == want, f"after DeleteTags: {tags()}, want {want}")
+    expect(matching({"Name": "tag-key", "Values": ["added"]}) == [], "tag-key after DeleteTags")
+    # The template's own tags are not part of the data it launches instances with.
+    (v1,) = ec2.describe_launch_template_versions(LaunchTemplateId=lt)["LaunchTemplateVersions"]
+    expect(
+        "TagSpecifications" not in v1["LaunchTemplateData"],
+        f"template tags leaked into LaunchTemplateData: {v1['LaunchTemplateData']}",
+    )
+    expect_error(
+        ec2.describe_launch_templates, "InvalidLaunchTemplateName.NotFoundException",
+        LaunchTemplateNames=[f"missing-{emu.run}"],
+    )  # fmt: skip
+    ec2.delete_launch_template(LaunchTemplateId=lt)
+    left = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [lt]}])["Tags"]
+    expect(left == [], f"a deleted template's tags are still listed: {left}")
+    expect_error(
+        ec2.create_tags, "InvalidLaunchTemplateId.NotFound",
+        Resources=[lt], Tags=[{"Key": "holder", "Value": "third"}],
+    )  # fmt: skip
+
+
+def check_modify_responses(emu: Emulator) -> None:
+    f = emu.fixture()
+    a, b = emu.target_group("ma"), emu.target_group("mb")
+    # A listener of its own, so the other checks' routing is left alone.
+    listener = emu.elbv2.create_listener(
+        LoadBalancerArn=f["lb"], Protocol="HTTP", Port=8080,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": a}],
+    )["Listeners"][0]["ListenerArn"]  # fmt: skip
+    rule = emu.elbv2.create_rule(
+        ListenerArn=listener, Priority=1,
+        Conditions=[{"Field": "path-pattern", "Values": ["/modify/*"]}],
+        Actions=[{"Type": "forward", "TargetGroupArn": a}],
+    )["Rules"][0]["RuleArn"]  # fmt: skip
+    off = {"Enabled": False}
+    for weights, stickiness in (
+        ((90, 10), None),
+        ((0, 100), {"Enabled": True, "DurationSeconds": 300}),
+        ((1, 999), off),
+    ):
+        config: dict[str, Any] = {
+            "TargetGroups": [
+                {"TargetGroupArn": arn, "Weight": w} for arn, w in zip((a, b), weights, strict=True)
+            ]
+        }
+        if stickiness is not None:
+            config["TargetGroupStickinessConfig"] = stickiness
+        want = {**config, "TargetGroupStickinessConfig": stickiness or off}
+        actions = [{"Type": "forward", "ForwardConfig": config}]
+        answered = emu.elbv2.modify_listener(ListenerArn=listener, DefaultActions=actions)
+        described = emu.elbv2.describe_listeners(ListenerArns=[listener])["Listeners"][0]
+        got = answered["Listeners"][0]["DefaultActions"]
+        expect(got == described["DefaultActions"], f"ModifyListener answered {got}, Describe "
+               f"shows {described['DefaultActions']}")  # fmt: skip
+        expect(got[0].get("ForwardConfig") == want, f"ModifyListener {weights}: {got}")
+        answered = emu.elbv2.modify_rule(RuleArn=rule, Actions=actions)
+        described = emu.elbv2.describe_rules(RuleArns=[rule])["Rules"][0]
+        got = answered["Rules"][0]["Actions"]
+        expect(got == described["Actions"], f"ModifyRule answered {got}, Describe "
+               f"shows {described['Actions']}")  # fmt: skip
+        expect(got[0].get("ForwardConfig") == want, f"ModifyRule {weights}: {got}")
+
+
+def check_request_log(emu: Emulator) -> None:
+    f = emu.fixture()  # before the mark: only the calls below may follow it
+    sts, cloudwatch = emu.client("sts"), emu.client("cloudwatch")
+    mark = emu.requests_since(0)["total"]
+    started = time.time()
+    emu.ec2.describe_vpcs(VpcIds=[f["vpc"]])
+    emu.http_status("GET", "/_greenlight/target-health")  # test endpoints are not logged ...
+    emu.http_status("GET", "/moto-api/config")  # ... nor moto's own
+    emu.elbv2.describe_load_balancers(LoadBalancerArns=[f["lb"]])
+    emu.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"none-{emu.run}"])
+    sts.get_caller_identity()
+    expect_error(
+        emu.elbv2.describe_target_groups, "TargetGroupNotFound", Names=[f"none-{emu.run}"]
+    )  # an error answer is logged too
+    cloudwatch.list_metrics()  # boto3 picks CloudWatch's JSON protocol: X-Amz-Target
+    # The Rust SDK's CloudWatch speaks Smithy RPC v2 CBOR, which moto answers with a 404; the
+    # request is logged all the same. (The signature is not checked, only its credential scope.)
+    emu.http_status(
+        "POST",
+        "/service/GraniteServiceVersion20100801/operation/GetMetricData",
+        headers={
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/monitoring/"
+            "aws4_request, SignedHeaders=host;smithy-protocol, Signature=0",
+            "smithy-protocol": "rpc-v2-cbor",
+            "Content-Type": "application/cbor",
+        },
+        data=b"\xa0",  # an empty CBOR map
+    )
+    finished = time.time()
+    log = emu.requests_since(mark)
+    entries = log["requests"]
+    expect(log["since"] == mark, f"since echoed as {log['since']}, not {mark}")
+    expect(log["total"] == mark + len(entries), f"total {log['total']} != {mark} + {len(entries)}")
+    got = [(e["service"], e["action"]) for e in entries]
+    want = [
+        ("ec2", "DescribeVpcs"),
+        ("elasticloadbalancing", "DescribeLoadBalancers"),
+        ("autoscaling", "DescribeAutoScalingGroups"),
+        ("sts", "GetCallerIdentity"),
+        ("elasticloadbalancing", "DescribeTargetGroups"),
+        ("monitoring", "ListMetrics"),
+        ("monitoring", "GetMetricData"),
+    ]
+    # Equal when nobody else uses the emulator; in order (with others' calls between) if shared.
+    rest = iter(got)
+    expect(all(item in rest for item in want), f"logged {got}, want {want} in order")
+    # moto-api and test-endpoint requests are unsigned: they would show as a null service.
+    expect(all(s and a for s, a in got), f"logged a request that is not an AWS call: {got}")
+    times = [e["time"] for e in entries]
+    expect(
+        all(isinstance(t, float) for t in times)
+        and times == sorted(times)
+        and started - 1 <= times[0] <= times[-1] <= finished + 1,
+        f"times {times} not in order within [{started}, {finished}]",
+    )
+    total = log["total"]
+    beyond = emu.requests_since(total + 10)
+    expect(beyond["requests"] == [] and beyond["total"] >= total, f"since > total: {beyond}")
+    for bad in ("since=-1", "since=x", "from=1"):
+        status = emu.http_status("GET", f"/_greenlight/requests?{bad}")
+        expect(status == 400, f"GET /_greenlight/requests?{bad} answered {status}")
+
+
 def check_reset_clears_rules(emu: Emulator) -> None:
     emu.script(asg_name=f"nobody-{emu.run}", sequence=[{"state": "unhealthy"}])
     expect(len(emu.http("GET", "/_greenlight/target-health")["rules"]) >= 1, "rule not listed")
     emu.http("DELETE", "/_greenlight/target-health")
     expect(emu.http("GET", "/_greenlight/target-health")["rules"] == [], "DELETE left rules behind")
     emu.script(asg_name=f"nobody-{emu.run}", sequence=[{"state": "unhealthy"}])
+    # The request log: DELETE empties it, and the next call is entry 0.
+    expect(emu.http("DELETE", "/_greenlight/requests") == {"status": "ok"}, "DELETE requests")
+    expect(emu.requests_since(0)["total"] == 0, "DELETE /_greenlight/requests left entries")
+    emu.ec2.describe_vpcs()
+    logged = emu.requests_since(0)["requests"]
+    expect([e["action"] for e in logged] == ["DescribeVpcs"], f"after DELETE: {logged}")
     emu.http("POST", "/moto-api/reset")
     state = emu.http("GET", "/_greenlight/target-health")
     expect(state["rules"] == [] and state["draining"] == [], f"reset left state behind: {state}")
+    expect(emu.requests_since(0)["total"] == 0, "reset left the request log behind")
     expect(
         emu.asg.describe_auto_scaling_groups()["AutoScalingGroups"] == [],
         "reset left groups behind",
@@ -447,6 +712,10 @@ CHECKS: list[tuple[str, Callable[[Emulator], None]]] = [
     ("launch-template-versions", check_launch_template_versions),
     ("removals-drain", check_removals_drain),
     ("api-fidelity", check_api_fidelity),
+    ("client-token-idempotency", check_client_token_idempotency),
+    ("launch-template-tags", check_launch_template_tags),
+    ("modify-responses", check_modify_responses),
+    ("request-log", check_request_log),
     ("reset-clears-rules", check_reset_clears_rules),
 ]
 

@@ -3,15 +3,16 @@
 Each patch is small and says why it exists. They fall into groups:
 
 Modules: state.py (what we remember, the health-rule language), elbv2.py, autoscaling.py,
-launch_templates.py (the patches), patching.py (how a patch is applied).
+launch_templates.py (the patches), idempotency.py (ClientToken), patching.py (how a patch is
+applied).
 
 * Target health (DescribeTargetHealth): scripted per-target health sequences set through the
   test-only endpoint, `draining` for the deregistration delay after a target leaves, and
   (optionally) `unused` for target groups no listener forwards to.
 * Auto Scaling <-> target group registration: only InService instances are registered; scale-in,
   termination, detach and delete drain targets instead of leaving them registered `healthy`.
-* Launch templates: SourceVersion, UserData in later versions, and launching from the version
-  the group names.
+* Launch templates: SourceVersion, UserData in later versions, launching from the version
+  the group names, live tags, and ClientToken idempotency on CreateLaunchTemplate(Version).
 * Smaller API gaps on the calls greenlight makes (see README.md, "Other fixes").
 
 Everything here runs inside the emulator's request lock (emulator.py), so no extra locking.
@@ -41,4 +42,6 @@ def install(report_not_in_use: bool = False) -> None:
     autoscaling.patch_asg_launches()
     autoscaling.patch_autoscaling_api()
     launch_templates.patch_launch_templates()
+    launch_templates.patch_launch_template_tags()
+    launch_templates.patch_client_tokens()  # last: it must wrap the other launch-template patches
     _installed = True

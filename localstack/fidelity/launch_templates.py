@@ -1,4 +1,4 @@
-"""Launch template patches: SourceVersion, and UserData in later versions."""
+"""Launch template patches: SourceVersion, UserData in later versions, tags, ClientToken."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from moto.ec2.models.launch_templates import LaunchTemplate
+from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateBackend
 from moto.ec2.responses.launch_templates import LaunchTemplates as LaunchTemplateResponse
 from moto.ec2.utils import parse_user_data
 
+from .idempotency import make_idempotent
 from .patching import wrap
+
+# The TagSpecifications resource type that tags the template itself (not what it launches).
+TEMPLATE_RESOURCE_TYPE = "launch-template"
 
 
 def patch_launch_templates() -> None:
@@ -64,3 +68,62 @@ def patch_launch_templates() -> None:
         return create_launch_template_version
 
     wrap(LaunchTemplateResponse, "create_launch_template_version", make_create_lt_version)
+
+
+def patch_launch_template_tags() -> None:
+    # DescribeLaunchTemplates' Tags: stock moto copies the template's tags into an attribute
+    # once, at creation, so CreateTags/DeleteTags on the lt-... id never show there (the tag:
+    # and tag-key filters already read the live tags, so a filter and the Tags it returns could
+    # disagree). AWS reports the tags as they are now. moto assigns the attribute in __init__;
+    # with the property that write is a no-op.
+    def tags(self: LaunchTemplate) -> list[dict[str, str]]:
+        return self.get_tags()
+
+    LaunchTemplate.tags = property(tags, lambda self, value: None)
+
+    # DeleteLaunchTemplate: stock moto leaves the template's tags in EC2's tag store, so
+    # DescribeTags keeps listing a template that no longer exists. AWS deletes them with it.
+    def make_delete(original: Callable[..., Any]) -> Callable[..., Any]:
+        def delete_launch_template(self: Any, name: str, tid: str | None) -> LaunchTemplate:
+            template = original(self, name, tid)
+            self.tags.pop(template.id, None)  # EC2Backend's TagBackend store
+            return template
+
+        return delete_launch_template
+
+    wrap(LaunchTemplateBackend, "delete_launch_template", make_delete)
+
+    # CreateLaunchTemplate: stock moto also copies the request's top-level TagSpecifications
+    # (the template's own tags) into version 1's LaunchTemplateData.TagSpecifications, where
+    # AWS keeps only what LaunchTemplateData itself specified (tags for instances, volumes...,
+    # never for `launch-template`). DescribeLaunchTemplateVersions showed them, and a later
+    # version built from SourceVersion 1 inherited them.
+    def make_create(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create_launch_template(self: LaunchTemplateResponse) -> Any:
+            result = original(self)
+            template_id = result.result["LaunchTemplate"]["LaunchTemplateId"]
+            data = self.ec2_backend.get_launch_template(template_id).versions[0].data
+            specs = [
+                spec
+                for spec in data.get("TagSpecifications", [])
+                if spec.get("ResourceType") != TEMPLATE_RESOURCE_TYPE
+            ]
+            if specs:
+                data["TagSpecifications"] = specs
+            else:
+                data.pop("TagSpecifications", None)
+            return result
+
+        return create_launch_template
+
+    wrap(LaunchTemplateResponse, "create_launch_template", make_create)
+
+
+def patch_client_tokens() -> None:
+    # ClientToken: see idempotency.py. Applied last, so a repeated request is answered before
+    # any other patch (or moto) runs, and the token is bound to the request as the caller sent
+    # it (before SourceVersion is merged in).
+    make_idempotent(LaunchTemplateResponse, "create_launch_template", "CreateLaunchTemplate")
+    make_idempotent(
+        LaunchTemplateResponse, "create_launch_template_version", "CreateLaunchTemplateVersion"
+    )

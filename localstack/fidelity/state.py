@@ -122,6 +122,9 @@ class FidelityState:
         self.instance_launch_template: dict[str, dict[str, Any]] = {}
         # (launch template id, version number) to use while an ASG is launching instances.
         self.launch_pin: tuple[str, int] | None = None
+        # (account, region, action, ClientToken) -> (the request's parameters, its result), for
+        # the idempotent EC2 calls (idempotency.py).
+        self.client_tokens: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     # -- scripted health ----------------------------------------------------------------------
 

@@ -5,4 +5,5 @@ mod adapter;
 mod cli;
 mod e2e;
 mod harness;
+mod proxy;
 mod scenarios;
