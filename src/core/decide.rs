@@ -40,7 +40,7 @@ pub use abort::decide_abort;
 pub use deploy::decide_deploy;
 pub use promote::{PromoteRequest, decide_promote, decide_resume};
 pub use rollback::decide_rollback;
-pub use settle::settle;
+pub use settle::{settle, settle_flips};
 pub use situation::{InProgress, Live, in_progress, live};
 
 /// What green launches from.

@@ -424,7 +424,11 @@ fn weights(pairs: &[(&TargetGroupArn, u16)]) -> Vec<Forward> {
 }
 
 /// A write of `pairs` to a router that forwards as `current` now.
-async fn write(cloud: &AwsCloud, router: &RouterId, pairs: &[(&TargetGroupArn, u16)]) -> RouterWrite {
+async fn write(
+    cloud: &AwsCloud,
+    router: &RouterId,
+    pairs: &[(&TargetGroupArn, u16)],
+) -> RouterWrite {
     RouterWrite {
         expected: cloud.router(router).await.unwrap().forwards().to_vec(),
         forwards: weights(pairs),
@@ -1456,14 +1460,22 @@ async fn locks(endpoint: &str) {
     assert_eq!(err.kind, CloudErrorKind::Conflict, "{err}");
     let (read_id, read_tags) = w.cloud.read_lock(&name).await.unwrap().unwrap();
     assert_eq!(read_id, id);
-    assert_eq!(read_tags.get("greenlight:lock-token").map(String::as_str), Some("first"));
+    assert_eq!(
+        read_tags.get("greenlight:lock-token").map(String::as_str),
+        Some("first")
+    );
     w.cloud
-        .tag_lock(&id, &[("greenlight:lock-expires-at".to_owned(), "later".to_owned())])
+        .tag_lock(
+            &id,
+            &[("greenlight:lock-expires-at".to_owned(), "later".to_owned())],
+        )
         .await
         .unwrap();
     let (_, read_tags) = w.cloud.read_lock(&name).await.unwrap().unwrap();
     assert_eq!(
-        read_tags.get("greenlight:lock-expires-at").map(String::as_str),
+        read_tags
+            .get("greenlight:lock-expires-at")
+            .map(String::as_str),
         Some("later")
     );
     w.cloud.delete_lock(&id).await.unwrap();

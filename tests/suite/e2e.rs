@@ -133,6 +133,27 @@ impl Aws {
     }
 
     /// Everything a greenlight command could change, to prove a failed one changed nothing.
+    /// The service's lock object, as (id, holder), if one exists.
+    fn lock(&self, seeded: &Seeded) -> Option<(String, String)> {
+        let name = format!("greenlight-lock.{}", seeded.service);
+        let out = block_on(
+            self.ec2
+                .describe_launch_templates()
+                .launch_template_names(&name)
+                .send(),
+        )
+        .ok()?;
+        let template = out.launch_templates().first()?;
+        let holder = template
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("greenlight:lock-holder"))
+            .and_then(|t| t.value())
+            .unwrap_or("")
+            .to_owned();
+        Some((template.launch_template_id()?.to_owned(), holder))
+    }
+
     fn fingerprint(&self, seeded: &Seeded) -> String {
         let listener = self.listener_forwards(&seeded.str("listener_arn"));
         let groups = block_on(self.asg.describe_auto_scaling_groups().send()).unwrap();
@@ -282,7 +303,7 @@ fn deploy_status_rollback_end_to_end() {
     assert_eq!(traffic[0]["asg"], seeded.fleet("blue").as_str());
     assert_eq!(traffic[0]["healthy"], 2);
     assert_eq!(traffic[0]["total"], 2);
-    assert_eq!(traffic[1]["weight"], 1);
+    assert_eq!(traffic[1]["weight"], 100);
     assert_eq!(traffic[1]["release"], "v2");
     assert!(traffic[0]["warm_until"].is_string());
 
@@ -301,7 +322,7 @@ fn deploy_status_rollback_end_to_end() {
     assert_eq!(&a[2..4], ["0", "(0%)"], "{text}");
     assert_eq!(&a[6..10], ["warm", "2", "2", "2"], "{text}");
     let b = row("b");
-    assert_eq!(&b[2..4], ["1", "(100%)"], "{text}");
+    assert_eq!(&b[2..4], ["100", "(100%)"], "{text}");
     assert_eq!(&b[5..11], ["v2", "live", "2", "2", "2", "-"], "{text}");
     assert!(text.contains(&seeded.fleet("blue")), "{text}");
 
@@ -327,11 +348,30 @@ fn deploy_status_rollback_end_to_end() {
     );
     let green = aws.group(&seeded.fleet("v2")).unwrap();
     assert_eq!(green.tag("greenlight:phase"), Some("warm"));
+    assert!(green.tag("greenlight:rolled-back-at").is_some());
     assert_eq!(green.desired, 2);
     assert_eq!(
         green.suspended,
         ["AZRebalance", "AlarmNotification", "ScheduledActions"]
     );
+
+    // A second rollback (a retried CI job) changes nothing: v2 was rolled back from.
+    let before = aws.fingerprint(&seeded);
+    let out = s
+        .greenlight(&seeded.config)
+        .args(["rollback", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains(r#""event":"already_rolled_back""#),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(aws.fingerprint(&seeded), before);
+    assert_eq!(aws.live(&aws.listener_forwards(&listener)), tg_a);
+    // And the lock was handed back by every command.
+    assert_eq!(aws.lock(&seeded), None);
 }
 
 #[test]

@@ -118,7 +118,11 @@ fn unique(prefix: &str) -> String {
 impl World {
     /// A context for one runner whose lock token is `holder.token`, on its own cloud handle so
     /// the fake checks it only changes things while it holds the lock.
-    pub fn ctx<'a>(&'a self, cloud: &'a FakeCloud, holder: &'a Holder) -> Context<'a, FakeCloud, Arc<FakeClock>> {
+    pub fn ctx<'a>(
+        &'a self,
+        cloud: &'a FakeCloud,
+        holder: &'a Holder,
+    ) -> Context<'a, FakeCloud, Arc<FakeClock>> {
         Context {
             cloud,
             clock: &self.clock,
@@ -141,14 +145,23 @@ impl World {
         let holder = holder(&unique("deploy"));
         let cloud = self.cloud.runner(&holder.token);
         let mut recorder = Recorder::default();
-        let result = block_on(deploy(&self.ctx(&cloud, &holder), &mut recorder, request, options));
+        let result = block_on(deploy(
+            &self.ctx(&cloud, &holder),
+            &mut recorder,
+            request,
+            options,
+        ));
         (result, recorder.events)
     }
 
     pub fn rollback_to(&self, to: Option<&str>) -> Result<RolledBack, Failure> {
         let holder = holder(&unique("rollback"));
         let cloud = self.cloud.runner(&holder.token);
-        block_on(rollback(&self.ctx(&cloud, &holder), &mut Recorder::default(), to))
+        block_on(rollback(
+            &self.ctx(&cloud, &holder),
+            &mut Recorder::default(),
+            to,
+        ))
     }
 
     /// The release a plain rollback left live.
@@ -162,7 +175,11 @@ impl World {
     pub fn promote(&self, full: bool) -> Result<Promotion, Failure> {
         let holder = holder(&unique("promote"));
         let cloud = self.cloud.runner(&holder.token);
-        block_on(promote(&self.ctx(&cloud, &holder), &mut Recorder::default(), full))
+        block_on(promote(
+            &self.ctx(&cloud, &holder),
+            &mut Recorder::default(),
+            full,
+        ))
     }
 
     pub fn abort(&self) -> Result<Aborted, Failure> {

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::progress::write_share;
-use super::settle::settle;
+use super::settle::settle_flips;
 use super::situation::{InProgress, Live, in_progress, live};
 use super::{Action, Decision, Done, Refusal, decided};
 use crate::core::observed::Observed;
@@ -54,7 +54,7 @@ pub(super) fn stop(
 /// live, and abort says so ([`Done::NothingInProgress`]); `rollback` is the way back from it.
 pub fn decide_abort(spec: &Spec, observed: &Observed, now: SystemTime, by: &str) -> Decision {
     decided((|| {
-        if let Some(action) = settle(spec, observed, now)? {
+        if let Some(action) = settle_flips(spec, observed, now)? {
             return Ok(Decision::Act(action));
         }
         let live = live(spec, observed)?;

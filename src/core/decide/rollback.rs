@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use super::abort::stop;
 use super::progress::write_share;
-use super::settle::settle;
+use super::settle::settle_flips;
 use super::situation::{in_progress, live};
 use super::{Action, Decision, Done, Refusal, decided};
 use crate::core::observed::{Observed, Occupancy, crowded_message};
@@ -29,7 +29,7 @@ pub fn decide_rollback(
     by: &str,
 ) -> Decision {
     decided((|| {
-        if let Some(action) = settle(spec, observed, now)? {
+        if let Some(action) = settle_flips(spec, observed, now)? {
             return Ok(Decision::Act(action));
         }
         let live = live(spec, observed)?;

@@ -21,6 +21,25 @@ pub fn settle(
     observed: &Observed,
     now: SystemTime,
 ) -> Result<Option<Action>, Refusal> {
+    settle_as(spec, observed, now, true)
+}
+
+/// [`settle`] without adopting a live fleet greenlight never tagged: for commands that only
+/// finish what a flip started (`rollback`, `abort`), and change nothing when there was none.
+pub fn settle_flips(
+    spec: &Spec,
+    observed: &Observed,
+    now: SystemTime,
+) -> Result<Option<Action>, Refusal> {
+    settle_as(spec, observed, now, false)
+}
+
+fn settle_as(
+    spec: &Spec,
+    observed: &Observed,
+    now: SystemTime,
+    adopt: bool,
+) -> Result<Option<Action>, Refusal> {
     let live = live(spec, observed)?;
     let fresh_flip = live.occupant.phase() != Some(Phase::Live);
     let rollback = live.occupant.phase() == Some(Phase::Warm);
@@ -55,7 +74,8 @@ pub fn settle(
             }));
         }
     }
-    if fresh_flip && !foreign_fleet(&live.occupant, &spec.service) {
+    let adopting = live.occupant.phase().is_none();
+    if fresh_flip && !foreign_fleet(&live.occupant, &spec.service) && (adopt || !adopting) {
         return Ok(Some(Action::MarkLive {
             fleet: live.occupant.fleet.name.clone(),
             release: live.occupant.release(),
