@@ -275,6 +275,53 @@ impl Session {
         .expect("script target health");
     }
 
+    /// How many AWS requests the emulator has served so far (emulator hook): a mark to read the
+    /// requests made after it with [`Session::requests_since`].
+    pub fn request_mark(&self) -> usize {
+        self.requests_since(usize::MAX).1
+    }
+
+    /// The AWS requests (service, action) the emulator served from `mark` on, and the total.
+    pub fn requests_since(&self, mark: usize) -> (Vec<(String, String)>, usize) {
+        assert!(self.emulator.hooks, "needs greenlight's emulator");
+        let since = if mark == usize::MAX { 0 } else { mark };
+        let (status, body) = request(
+            &self.emulator.endpoint,
+            "GET",
+            &format!("/_greenlight/requests?since={since}"),
+            "",
+        )
+        .expect("read the request log");
+        assert_eq!(status, 200, "request log: {body}");
+        let log: Value = serde_json::from_str(&body).expect("request log JSON");
+        let total = log["total"].as_u64().expect("total") as usize;
+        if mark == usize::MAX {
+            return (Vec::new(), total);
+        }
+        let requests = log["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap_or_default().to_owned(),
+                    r["action"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        (requests, total)
+    }
+
+    /// The requests since `mark` that change something in AWS (anything not a read).
+    pub fn mutations_since(&self, mark: usize) -> Vec<String> {
+        self.requests_since(mark)
+            .0
+            .into_iter()
+            .filter(|(_, action)| !is_read(action))
+            .map(|(service, action)| format!("{service}:{action}"))
+            .collect()
+    }
+
     /// An SDK config for reading AWS state directly, independently of greenlight's adapter.
     pub async fn sdk(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -286,4 +333,11 @@ impl Session {
             .load()
             .await
     }
+}
+
+/// AWS's read-only actions, by their names.
+pub fn is_read(action: &str) -> bool {
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|prefix| action.starts_with(prefix))
 }

@@ -2,8 +2,12 @@
 //! against the AWS emulator, and the binary's handling of bad input.
 
 mod adapter;
+mod bad_input;
+mod canary_e2e;
 mod cli;
+mod concurrency;
 mod e2e;
+mod faults;
 mod harness;
 mod proxy;
 mod scenarios;
