@@ -263,6 +263,20 @@ impl FakeCloud {
         }
     }
 
+    /// Another handle on the same world, like the first (for hooks that act on it).
+    pub fn clone_handle(&self) -> FakeCloud {
+        FakeCloud {
+            world: self.world.clone(),
+            runner: self.runner.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// Removes the lock object `id`, as `unlock --force` from elsewhere would.
+    pub fn remove_lock(&self, id: &str) {
+        self.lock().locks.retain(|_, (lock_id, _)| lock_id != id);
+    }
+
     /// Runs `hook` before every call from now on, with the operation's name.
     pub fn on_call(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
         self.lock().hook = Some(Arc::new(hook));
@@ -402,6 +416,18 @@ impl FakeCloud {
     /// Removes a fleet at once, as an out-of-band cleanup would.
     pub fn remove_fleet(&self, name: &str) {
         self.lock().fleets.remove(&FleetName::new(name));
+    }
+
+    /// Changes a fleet's desired capacity as its own scaling would (not a call greenlight makes).
+    pub fn scale(&self, name: &str, desired: u32) {
+        let now = self.clock.now();
+        let mut w = self.lock();
+        let fleet = FleetName::new(name);
+        if let Some(f) = w.fleets.get_mut(&fleet) {
+            f.config.capacity.desired = desired;
+            f.config.capacity.max = f.config.capacity.max.max(desired);
+        }
+        w.converge(&fleet, now);
     }
 
     /// Makes every instance of `fleet` fail health checks from now on.

@@ -223,6 +223,17 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// `t` rounded up to the whole second, for a start time stored in a tag (which keeps seconds):
+/// a pause counted from it is never shorter than asked.
+pub fn ceil_to_second(t: SystemTime) -> SystemTime {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) if d.subsec_nanos() > 0 => {
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs() + 1)
+        }
+        _ => t,
+    }
+}
+
 /// Cuts `value` to what a tag can hold, on a character boundary.
 pub fn clip(value: &str) -> String {
     if value.len() <= MAX_VALUE_LEN {

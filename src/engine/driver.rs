@@ -152,7 +152,16 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                         backoff = Backoff::new(self.spec.health.interval);
                     }
                     last_action = Some(action.clone());
-                    self.lease.ensure(self.cloud, self.clock.now()).await?;
+                    match self.lease.ensure(self.cloud, self.clock.now()).await {
+                        Ok(()) => {}
+                        Err(Failure::Cloud { error, .. })
+                            if transient(&error) && streak.ride_out(self.clock.now(), None) =>
+                        {
+                            self.note_transient(&error, &mut streak);
+                            continue;
+                        }
+                        Err(failure) => return Err(failure),
+                    }
                     self.reporter.report(&Event::Step {
                         action: action.clone(),
                     });
@@ -263,7 +272,11 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                 () = self.clock.sleep(chunk) => {}
                 () = self.stop.wait() => return Ok(()),
             }
-            self.lease.ensure(self.cloud, self.clock.now()).await?;
+            match self.lease.ensure(self.cloud, self.clock.now()).await {
+                // A failed look is tried again at the next chunk; a lost lock stops the run.
+                Err(Failure::Cloud { error, .. }) if transient(&error) => {}
+                other => other?,
+            }
         }
     }
 }

@@ -254,7 +254,10 @@ async fn record_step<C: Cloud>(
         Phase::Releasing,
         &[
             (tags::STEP.to_owned(), step.to_string()),
-            (tags::STEP_AT.to_owned(), tags::timestamp(now)),
+            (
+                tags::STEP_AT.to_owned(),
+                tags::timestamp(tags::ceil_to_second(now)),
+            ),
         ],
     )
     .await

@@ -13,12 +13,18 @@ use super::failure::Failure;
 /// How often acquiring may find the lock changing hands before giving up.
 const ACQUIRE_ATTEMPTS: u32 = 3;
 
+/// How long a holder trusts its lock without looking: no one can take it over before it expires,
+/// but `unlock --force` can remove it at any time, so before a change the holder looks again
+/// once this long has passed since it last did.
+pub const VERIFY_EVERY: Duration = Duration::from_secs(2);
+
 /// The lock, held.
 #[derive(Debug, Clone)]
 pub struct Lease {
     name: String,
     record: LockRecord,
     renewed_at: SystemTime,
+    verified_at: SystemTime,
     ttl: Duration,
 }
 
@@ -94,13 +100,23 @@ impl Lease {
                 expires_at: now + ttl,
             };
             let token = format!("{}-{attempt}", holder.token);
-            match cloud.create_lock(&name, &record.tags(), &token).await {
+            let mut created = cloud.create_lock(&name, &record.tags(), &token).await;
+            if created
+                .as_ref()
+                .is_err_and(|e| e.kind == CloudErrorKind::Unavailable)
+            {
+                // The create may have landed with its answer lost: the same token asks again
+                // and gets the same lock back.
+                created = cloud.create_lock(&name, &record.tags(), &token).await;
+            }
+            match created {
                 Ok(id) => {
                     record.id = id;
                     return Ok(Lease {
                         name,
                         record,
                         renewed_at: now,
+                        verified_at: now,
                         ttl,
                     });
                 }
@@ -128,6 +144,7 @@ impl Lease {
                     name,
                     record: existing,
                     renewed_at: now,
+                    verified_at: now,
                     ttl,
                 });
             }
@@ -159,11 +176,13 @@ impl Lease {
         &self.record
     }
 
-    /// Before a change: renews the lock when a third of its lifetime has passed, after checking
-    /// it is still ours. Fails with [`Failure::Busy`] if someone took it (it expired, or was
+    /// Before a change (and while waiting): checks the lock is still ours when
+    /// [`VERIFY_EVERY`] has passed since the last look, and renews it when a third of its
+    /// lifetime has passed. Fails with [`Failure::Busy`] if someone took it (it expired, or was
     /// unlocked by force), so the change is not made.
     pub async fn ensure<C: Cloud>(&mut self, cloud: &C, now: SystemTime) -> Result<(), Failure> {
-        if !renew_due(self.renewed_at, self.ttl, now) {
+        let renew = renew_due(self.renewed_at, self.ttl, now);
+        if !renew && now < self.verified_at + VERIFY_EVERY {
             return Ok(());
         }
         let lost = |by: String| {
@@ -186,6 +205,10 @@ impl Lease {
                 }));
             }
             None => return Err(lost("it was removed".into())),
+        }
+        self.verified_at = now;
+        if !renew {
+            return Ok(());
         }
         let expires = now + self.ttl;
         match cloud

@@ -74,7 +74,8 @@ pub async fn rollback<C: Cloud, K: Clock>(
             |observed, now| decide_rollback(spec, observed, now, to, &by),
             Options {
                 stop_at_gate: false,
-                end_on_failure: false,
+                // A release in progress was stopped: that is this rollback's end.
+                end_on_failure: true,
                 resume_hint: "re-run `greenlight rollback` to finish it (it will not flip back)",
             },
         )
@@ -87,6 +88,30 @@ pub async fn rollback<C: Cloud, K: Clock>(
     ctx.unlock(lease, reporter).await;
     let done = match ending? {
         Ending::Done(done) => done,
+        Ending::Failed { release, .. } => {
+            let observed = observe(ctx.cloud, spec)
+                .await
+                .map_err(Failure::cloud(true))?;
+            let live = live(spec, &observed)?;
+            let aborted = Aborted::Stopped {
+                release,
+                live: live.occupant.release(),
+                slot: live.slot,
+            };
+            if let Aborted::Stopped {
+                release,
+                live,
+                slot,
+            } = &aborted
+            {
+                reporter.report(&Event::Aborted {
+                    release: release.clone(),
+                    live_release: live.clone(),
+                    slot: *slot,
+                });
+            }
+            return Ok(RolledBack::Aborted(aborted));
+        }
         other => {
             return Err(Failure::NeedsAttention(format!(
                 "the rollback ended unexpectedly: {other:?}"

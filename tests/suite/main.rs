@@ -10,4 +10,5 @@ mod e2e;
 mod faults;
 mod harness;
 mod proxy;
+mod releases;
 mod scenarios;

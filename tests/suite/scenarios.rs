@@ -57,7 +57,12 @@ pub fn world_with(extra: &str) -> World {
     let spec = if extra.is_empty() {
         spec
     } else {
-        Spec::parse(&format!("{}\n{extra}", sample_config_text(&spec))).expect("extra config")
+        // Top-level keys of `extra` go first, its tables after the sample's.
+        let split = extra.find("\n[").map_or(0, |i| i + 1);
+        let split = if extra.starts_with('[') { 0 } else { split };
+        let (top, tables) = extra.split_at(split);
+        Spec::parse(&format!("{top}\n{}\n{tables}", sample_config_text(&spec)))
+            .expect("extra config")
     };
     World {
         clock,
@@ -96,10 +101,15 @@ pub fn tg(arn: &str) -> TargetGroupArn {
 /// Each command runs as a runner of its own, as separate processes would: its own lock token
 /// and pid. Every earlier runner is gone (its process dead) unless a test says otherwise.
 pub fn holder(name: &str) -> Holder {
+    holder_on(name, "test-host")
+}
+
+/// A runner on `host`: a runner on another host is alive as far as this one can tell.
+pub fn holder_on(name: &str, host: &str) -> Holder {
     static PID: AtomicU32 = AtomicU32::new(1000);
     Holder {
-        who: format!("{name}@test-host"),
-        host: "test-host".into(),
+        who: format!("{name}@{host}"),
+        host: host.into(),
         pid: PID.fetch_add(1, Ordering::Relaxed),
         run: None,
         token: name.to_owned(),

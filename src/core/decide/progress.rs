@@ -102,6 +102,57 @@ pub(super) fn advance(
     let health = &green.occupant.health;
     let fleet = &green.occupant.fleet.name;
     match green.occupant.phase() {
+        Some(Phase::Provisioning) if green.weight > Percent::ZERO => {
+            // The first shift landed and its record did not (a crash between the two).
+            match plan.step_with_weight(green.weight) {
+                Some(n) if health.ready() => Ok(move_to(spec, observed, live, green, &plan, n)),
+                Some(_) if health.healthy == 0 => stop(
+                    spec,
+                    observed,
+                    live,
+                    green,
+                    format!(
+                        "release {} took {} of the traffic with no healthy target: {}",
+                        green.release(),
+                        green.weight,
+                        health.progress()
+                    ),
+                ),
+                Some(_) => {
+                    let deadline = green
+                        .occupant
+                        .tags
+                        .health_deadline
+                        .unwrap_or(clock.health_deadline);
+                    if clock.now >= deadline {
+                        return stop(
+                            spec,
+                            observed,
+                            live,
+                            green,
+                            format!(
+                                "release {} was not fully healthy again in time: {}",
+                                green.release(),
+                                health.progress()
+                            ),
+                        );
+                    }
+                    Ok(Decision::Wait(Wait {
+                        until: Some(deadline),
+                        why: WaitReason::Health {
+                            fleet: fleet.clone(),
+                            health: health.clone(),
+                        },
+                    }))
+                }
+                None => Err(Refusal::attention(format!(
+                    "the router gives release {} {} of the traffic, which is no step of its \
+                     plan; abort it with `greenlight abort`",
+                    green.release(),
+                    green.weight
+                ))),
+            }
+        }
         Some(Phase::Provisioning) => {
             let deadline = green
                 .occupant

@@ -39,7 +39,9 @@ fn in_progress_phase(phase: Option<Phase>) -> bool {
     )
 }
 
-/// A slot's sole fleet, when it is a release of `service` under way with a plan it recorded.
+/// A slot's sole fleet, when it is a release of `service` under way with a plan it recorded:
+/// releasing, or still tagged provisioning when its first shift landed and a crash kept the
+/// step from being recorded.
 fn releasing<'a>(
     observed: &'a Observed,
     slot: Slot,
@@ -48,7 +50,7 @@ fn releasing<'a>(
     match observed.slot(slot).occupancy() {
         Occupancy::One(o)
             if o.tags.managed_for(service)
-                && o.phase() == Some(Phase::Releasing)
+                && matches!(o.phase(), Some(Phase::Releasing | Phase::Provisioning))
                 && o.tags.plan.is_some() =>
         {
             Some(o)
@@ -58,7 +60,7 @@ fn releasing<'a>(
 }
 
 /// The stable slot of a split greenlight made: the other slot holds a release of this service
-/// in its `releasing` phase, and its share is a weight of that release's plan.
+/// under way, and its share is a weight of that release's plan.
 fn own_split(spec: &Spec, observed: &Observed) -> Option<Slot> {
     Slot::BOTH.into_iter().find_map(|green_slot| {
         let green = releasing(observed, green_slot, &spec.service)?;
