@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The README's demo: a blue/green release of a sample service against the local AWS emulator.
+# The README's demo: a blue/green release, a rollback, then a canary release of a sample service,
+# against the local AWS emulator.
 #
 #   localstack/demo.sh
 #
 # From a fresh clone it installs the emulator's venv, starts the emulator on a free port (it
 # stops when this script exits, however it exits), seeds a sample service `checkout`, scripts
 # the green group's target health (initial for 3 health reads, then healthy, so progress is
-# visible), builds greenlight and runs: validate, deploy, status, rollback, status.
+# visible), builds greenlight and runs: validate, deploy, status, rollback, status; then switches
+# the config to a canary and runs deploy --no-wait (it stops at a manual gate), status, promote.
 # Exits non-zero as soon as a step fails.
 #
 # Environment:
@@ -79,12 +81,14 @@ print(f"images         blue {s['images'][0]}, next release {s['images'][1]}")
 EOF
 echo "config:        $config"
 next_image="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][1])' "$demo_dir/seed.json")"
+third_image="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][2])' "$demo_dir/seed.json")"
 
-step "Script green's target health: initial for 3 reads, then healthy"
-"$python" - "$endpoint" <<'EOF'
+step "Script the new releases' target health: initial for 3 reads, then healthy"
+for release in v2 v3; do
+"$python" - "$endpoint" "checkout-$release" <<'EOF'
 import json, sys, urllib.request
 rule = {
-    "asg_name": "checkout-v2",
+    "asg_name": sys.argv[2],
     "sequence": [
         {"state": "initial", "reason": "Elb.RegistrationInProgress",
          "description": "Target registration is in progress", "observations": 3},
@@ -95,8 +99,9 @@ req = urllib.request.Request(sys.argv[1] + "/_greenlight/target-health",
                              data=json.dumps(rule).encode(), method="POST",
                              headers={"Content-Type": "application/json"})
 with urllib.request.urlopen(req) as resp:
-    print(json.load(resp)["status"], "- rule for asg_name=checkout-v2")
+    print(json.load(resp)["status"], f"- rule for asg_name={sys.argv[2]}")
 EOF
+done
 
 if [[ -n "${GREENLIGHT_BIN:-}" ]]; then
     greenlight="$GREENLIGHT_BIN"
@@ -121,6 +126,27 @@ show "$greenlight" --config "$config" rollback
 
 step "greenlight status (after rollback)"
 show "$greenlight" --config "$config" status
+
+step "Switch the config to a canary: 10% for 2s, then 50% until promoted, then 100%"
+canary_config="$demo_dir/greenlight-canary.toml"
+{
+    echo 'strategy = "canary"'
+    cat "$config"
+    printf '\n[canary]\nsteps = [{ weight = 10, pause = "2s" }, { weight = 50, pause = "manual" }, { weight = 100 }]\n'
+} >"$canary_config"
+tail -n 2 "$canary_config"
+
+step "greenlight deploy v3 --no-wait (returns at the manual gate)"
+show "$greenlight" --config "$canary_config" deploy --release v3 --image-id "$third_image" --no-wait
+
+step "greenlight status (mid-canary)"
+show "$greenlight" --config "$canary_config" status
+
+step "greenlight promote (no deploy is running: promote carries the release on itself)"
+show "$greenlight" --config "$canary_config" promote
+
+step "greenlight status (after promote)"
+show "$greenlight" --config "$canary_config" status
 
 current_step="done"
 printf '\n%sdemo finished%s\n' "$bold" "$off"
