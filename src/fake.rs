@@ -134,6 +134,9 @@ struct FakeFleet {
 /// How long a deleted group stays visible as "Delete in progress".
 const DELETION_LINGERS: Duration = Duration::from_secs(120);
 
+/// A test's hook, run before every call with the operation's name.
+type Hook = Arc<dyn Fn(&str) + Send + Sync>;
+
 #[derive(Default)]
 struct World {
     routers: Vec<(RouterId, RouterAction)>,
@@ -157,7 +160,7 @@ struct World {
     mutations_under: Vec<(String, Option<String>)>,
     /// Called before every call, with the operation: tests use it to act "meanwhile" (another
     /// runner, a person at the console) at a precise point.
-    hook: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    hook: Option<Hook>,
 }
 
 pub struct FakeCloud {

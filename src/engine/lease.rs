@@ -49,10 +49,8 @@ pub fn holder_from_env() -> Holder {
         Some(format!("CodeBuild build {build}"))
     } else if let (Some(_), Some(tag)) = (env("JENKINS_URL"), env("BUILD_TAG")) {
         Some(format!("Jenkins {tag}"))
-    } else if let Some(pipeline) = env("CI_PIPELINE_ID") {
-        Some(format!("GitLab pipeline {pipeline}"))
     } else {
-        None
+        env("CI_PIPELINE_ID").map(|pipeline| format!("GitLab pipeline {pipeline}"))
     };
     let pid = std::process::id();
     let nanos = SystemTime::now()
