@@ -28,6 +28,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, format),
     };
+    let profile = cli
+        .profile
+        .clone()
+        .or_else(|| std::env::var("AWS_PROFILE").ok())
+        .filter(|p| !p.trim().is_empty());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,7 +51,11 @@ pub fn main() -> ExitCode {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run(cli))));
     match outcome {
         Ok(Ok(())) => ExitCode::from(exit::SUCCESS),
-        Ok(Err(failure)) => fail(format, exit::code(&failure), &failure.to_string()),
+        Ok(Err(failure)) => fail(
+            format,
+            exit::code(&failure),
+            &failure.message(profile.as_deref()),
+        ),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()

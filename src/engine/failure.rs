@@ -1,6 +1,6 @@
 //! Why a command stopped, one variant per exit code family; mapped to codes in `crate::exit`.
 
-use crate::core::cloud::CloudError;
+use crate::core::cloud::{CloudError, CloudErrorKind};
 use crate::core::decide::{Refusal, RefusalKind};
 use crate::core::spec::ConfigError;
 use crate::core::twin::TwinError;
@@ -48,6 +48,55 @@ fn release_failed(release: &str, reasons: &[String]) -> String {
     }
 }
 
+fn credentials_message(error: &CloudError, profile: Option<&str>, changed: bool) -> String {
+    let what = match &error.code {
+        // AWS answered, and refused them.
+        Some(code) => format!(
+            "AWS rejected the credentials ({code}, on {})",
+            error.operation
+        ),
+        None => {
+            let base = match profile {
+                Some(profile) => format!("no usable AWS credentials for profile {profile}"),
+                None => "no AWS credentials found".to_owned(),
+            };
+            // A provider's own reason (an expired SSO session, a failing credential_process) is
+            // worth a few words; the SDK's list of every provider it tried is not.
+            let detail = error
+                .message
+                .trim_start_matches("no usable AWS credentials (")
+                .trim_end_matches(')');
+            let noise = [
+                "not enabled",
+                "no credentials found",
+                "no identity resolver",
+                "not loaded",
+            ];
+            if detail.is_empty() || noise.iter().any(|n| detail.contains(n)) {
+                base
+            } else {
+                let short: String = detail.chars().take(120).collect();
+                format!("{base} ({short})")
+            }
+        }
+    };
+    let fix = match profile {
+        Some(profile) => format!(
+            "check that profile {profile} exists in ~/.aws/config (or fix --profile / \
+             AWS_PROFILE), or run `aws sso login --profile {profile}`"
+        ),
+        None => "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, set AWS_PROFILE, or run \
+                 `aws sso login`"
+            .to_owned(),
+    };
+    let resume = if changed {
+        "; then re-run the same command to resume"
+    } else {
+        ""
+    };
+    format!("{what}; {fix}{resume}")
+}
+
 fn cloud_message(error: &CloudError, changed: bool) -> String {
     use crate::core::cloud::CloudErrorKind as K;
     let hint = match error.kind {
@@ -83,6 +132,17 @@ impl From<Refusal> for Failure {
 }
 
 impl Failure {
+    /// The one-line message for people, knowing which AWS profile the run used: credential
+    /// problems get advice about that profile instead of the SDK's list of providers it tried.
+    pub fn message(&self, profile: Option<&str>) -> String {
+        match self {
+            Failure::Cloud { error, changed } if error.kind == CloudErrorKind::Credentials => {
+                credentials_message(error, profile, *changed)
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn cloud(changed: bool) -> impl Fn(CloudError) -> Failure + Copy {
         move |error| Failure::Cloud { error, changed }
     }

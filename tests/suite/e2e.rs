@@ -665,8 +665,26 @@ fn bad_input_exits_2_with_one_line_and_changes_nothing() {
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("credentials"), "{err}");
+    assert!(err.contains("no AWS credentials found"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(err.len() < 300, "short: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(aws.fingerprint(&seeded), before);
+
+    // A profile that does not exist is named, and the advice is about it.
+    let out = s
+        .greenlight(&seeded.config)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "nope")
+        .args(["deploy", "--release", "v2", "--image-id", &image])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("profile nope"), "{err}");
+    assert!(!err.contains("set AWS_PROFILE"), "{err}");
+    assert!(err.len() < 300, "short: {err}");
     assert_eq!(aws.fingerprint(&seeded), before);
 }
 
