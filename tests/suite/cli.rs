@@ -52,11 +52,19 @@ fn help_documents_commands_and_exit_codes() {
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "deploy",
+        "promote",
+        "abort",
         "rollback",
         "status",
         "validate",
+        "unlock",
+        "--region",
+        "--profile",
         "Exit codes:",
         "3  release failed",
+        "4  busy",
+        "130  stopped by SIGINT",
+        "143  stopped by SIGTERM",
     ] {
         assert!(
             text.contains(needle),
@@ -66,7 +74,43 @@ fn help_documents_commands_and_exit_codes() {
     let out = greenlight().args(["deploy", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("--image-id") && text.contains("--launch-template-version"));
+    assert!(text.contains("--strategy") && text.contains("--no-wait"));
     assert!(text.contains("Exit codes:"));
+    let out = greenlight().args(["rollback", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--to"));
+    let out = greenlight().args(["promote", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--full"));
+}
+
+/// A pipeline reading `--output json` gets an error event even when the flags do not parse.
+#[test]
+fn usage_errors_are_json_events_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("greenlight.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    for args in [
+        vec!["--output", "json", "deploy", "--release", "v2"],
+        vec!["--output", "json", "launch"],
+        vec!["--output=json", "unlock"],
+        vec!["--output", "json", "rollback", "--to", "v 2"],
+    ] {
+        let out = greenlight()
+            .arg("--config")
+            .arg(&path)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        let event: serde_json::Value = serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("{args:?}: {last:?} is not JSON: {e}"));
+        assert_eq!(event["event"], "error", "{args:?}");
+        assert_eq!(event["exit_code"], 2, "{args:?}");
+        assert!(!event["message"].as_str().unwrap().contains('\n'));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -91,6 +135,33 @@ fn usage_errors() {
         "--release",
     );
     one_line_error(&["launch"], Some(CONFIG), "unrecognized subcommand");
+    one_line_error(&["unlock"], Some(CONFIG), "--force");
+    one_line_error(
+        &[
+            "deploy",
+            "--release",
+            "v2",
+            "--image-id",
+            "ami-12345678",
+            "--strategy",
+            "rolling",
+        ],
+        Some(CONFIG),
+        "rolling",
+    );
+    one_line_error(
+        &[
+            "deploy",
+            "--release",
+            "v2",
+            "--image-id",
+            "ami-12345678",
+            "--strategy",
+            "canary",
+        ],
+        Some(CONFIG),
+        "needs [canary] steps",
+    );
     one_line_error(&["status", "--output", "yaml"], Some(CONFIG), "yaml");
     one_line_error(
         &["deploy", "--release", "v2", "--image-id", "i-12345678"],
@@ -138,6 +209,32 @@ fn config_errors() {
         &["validate"],
         Some(&format!("{CONFIG}[health]\ntimeout = \"forever\"\n")),
         "[health] timeout",
+    );
+    // Absurd durations are bounded when read: nothing later can overflow.
+    one_line_error(
+        &["validate"],
+        Some(&format!("{CONFIG}[retention]\nkeep_warm = \"9000y\"\n")),
+        "longer than a year",
+    );
+    one_line_error(
+        &["validate"],
+        Some(&format!("{CONFIG}[health]\ntimeout = \"580000000000y\"\n")),
+        "[health] timeout",
+    );
+    one_line_error(
+        &["validate"],
+        Some(&format!(
+            "strategy = \"canary\"\n{CONFIG}[canary]\nsteps = [{{ weight = 50 }}, {{ weight = 20 }}, {{ weight = 100 }}]\n"
+        )),
+        "strictly increase",
+    );
+    one_line_error(
+        &["validate"],
+        Some(&format!(
+            "strategy = \"canary\"\n{}",
+            CONFIG.replace("listener/app/", "listener/net/")
+        )),
+        "Network Load Balancer",
     );
 }
 
