@@ -231,7 +231,7 @@ fn config_errors() {
     one_line_error(
         &["validate"],
         Some(&format!(
-            "strategy = \"canary\"\n{}",
+            "strategy = \"canary\"\n{}[canary]\nsteps = [{{ weight = 10 }}, {{ weight = 100 }}]\n",
             CONFIG.replace("listener/app/", "listener/net/")
         )),
         "Network Load Balancer",
