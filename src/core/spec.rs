@@ -199,11 +199,6 @@ fn canary_plan(raw: &RawCanary) -> Result<CanarySpec, ConfigError> {
         .collect::<Result<Vec<Step>, ConfigError>>()?;
     let plan = Plan::new(Strategy::Canary, steps)
         .map_err(|e| ConfigError(format!("[canary] steps {e}")))?;
-    if plan.steps.iter().skip(1).any(|s| s.weight == Percent::ZERO) {
-        return Err(ConfigError(
-            "[canary] steps: only the first step may have weight 0 (a gate)".into(),
-        ));
-    }
     let stickiness = raw
         .stickiness
         .as_deref()
@@ -263,7 +258,9 @@ impl Spec {
         };
         let slots =
             Slots::new(TargetGroupArn::parse(a)?, TargetGroupArn::parse(b)?).ok_or_else(|| {
-                ConfigError("[router] target_groups names the same target group twice".into())
+                ConfigError("[router] target_groups names the same target group twice; list the two different \
+                 target groups of slots a and b"
+                    .into())
             })?;
 
         let router_arn = match &router {
@@ -393,7 +390,8 @@ fn check_canary_router(router: &RouterId) -> Result<(), ConfigError> {
     if router.load_balancer_kind() == Some(LoadBalancerKind::Network) {
         return Err(ConfigError(
             "the router is a Network Load Balancer listener, whose forward action takes one \
-             target group, so a canary cannot split traffic there; use strategy = \"bluegreen\""
+             target group, so a canary cannot split traffic there; release there with blue/green \
+             (strategy = \"bluegreen\", or --strategy bluegreen)"
                 .into(),
         ));
     }

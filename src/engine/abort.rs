@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::core::cloud::{Cloud, CloudErrorKind};
-use crate::core::decide::{Done, decide_abort, in_progress, live};
+use crate::core::decide::{Decision, Done, decide_abort, in_progress, live};
 use crate::core::observed::Observed;
 use crate::core::router::Slot;
 use crate::core::tags::{self, timestamp};
@@ -41,7 +41,22 @@ pub async fn abort<C: Cloud, K: Clock>(
     reporter: &mut dyn Reporter,
 ) -> Result<Aborted, Failure> {
     check_resources(ctx.cloud, ctx.spec).await?;
-    stop_release(ctx, reporter, "abort").await
+    // Nothing in progress (or a state abort will not act on) changes nothing, not even the lock.
+    let observed = observe(ctx.cloud, ctx.spec)
+        .await
+        .map_err(Failure::cloud(false))?;
+    let by = ctx.holder.to_string();
+    match decide_abort(ctx.spec, &observed, ctx.clock.now(), &by) {
+        Decision::Refuse(refusal) => Err(refusal.into()),
+        Decision::Done(Done::NothingInProgress { release, slot }) => Ok(finish(
+            reporter,
+            Aborted::NothingInProgress {
+                live: release,
+                slot,
+            },
+        )),
+        _ => stop_release(ctx, reporter, "abort").await,
+    }
 }
 
 /// Abort's work, shared with `rollback` while a release is in progress: with the lock if it can

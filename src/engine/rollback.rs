@@ -1,7 +1,7 @@
 //! `greenlight rollback`: the previous release takes all traffic again, in one router call, once.
 
 use crate::core::cloud::Cloud;
-use crate::core::decide::{Done, decide_rollback, in_progress, live};
+use crate::core::decide::{Decision, Done, decide_rollback, in_progress, live};
 use crate::core::router::Slot;
 
 use super::abort::{Aborted, stop_release};
@@ -22,7 +22,8 @@ pub enum RolledBack {
         slot: Slot,
         flipped: bool,
     },
-    /// An earlier rollback already made `release` live (from `from`): nothing was done.
+    /// An earlier rollback already made `release` live (from `from`; empty when `--to` named the
+    /// live release): nothing was done.
     Already {
         release: String,
         slot: Slot,
@@ -48,26 +49,59 @@ pub async fn rollback<C: Cloud, K: Clock>(
 ) -> Result<RolledBack, Failure> {
     let spec = ctx.spec;
     check_resources(ctx.cloud, spec).await?;
+    let by = ctx.holder.to_string();
+    // Decide once before taking the lock: a rollback that would refuse, or has nothing to do,
+    // changes nothing in AWS, not even the lock.
+    let observed = observe(ctx.cloud, spec)
+        .await
+        .map_err(Failure::cloud(false))?;
+    let releasing = live(spec, &observed)
+        .ok()
+        .is_some_and(|l| in_progress(spec, &observed, &l).is_some());
+    match decide_rollback(spec, &observed, ctx.clock.now(), to, &by) {
+        Decision::Refuse(refusal) => return Err(refusal.into()),
+        Decision::Done(Done::AlreadyRolledBack {
+            release,
+            slot,
+            from,
+        }) => {
+            reporter.report(&Event::AlreadyRolledBack {
+                release: release.clone(),
+                slot,
+                from: from.clone(),
+            });
+            return Ok(RolledBack::Already {
+                release,
+                slot,
+                from,
+            });
+        }
+        Decision::Done(
+            Done::Live { release, slot } | Done::NothingInProgress { release, slot },
+        ) => {
+            reporter.report(&Event::AlreadyRolledBack {
+                release: release.clone(),
+                slot,
+                from: String::new(),
+            });
+            return Ok(RolledBack::Already {
+                release,
+                slot,
+                from: String::new(),
+            });
+        }
+        Decision::Act(_) | Decision::Wait(_) => {}
+    }
     let mut lease = match ctx.lock("rollback").await {
         Ok(lease) => lease,
-        Err(Failure::Busy(busy)) => {
-            // A release in progress elsewhere: rollback means stopping it, through its runner.
-            let observed = observe(ctx.cloud, spec)
-                .await
-                .map_err(Failure::cloud(false))?;
-            let releasing = live(spec, &observed)
-                .ok()
-                .is_some_and(|l| in_progress(spec, &observed, &l).is_some());
-            if !releasing {
-                return Err(Failure::Busy(busy));
-            }
+        // A release in progress elsewhere: rollback means stopping it, through its runner.
+        Err(Failure::Busy(_)) if releasing => {
             return stop_release(ctx, reporter, "rollback")
                 .await
                 .map(RolledBack::Aborted);
         }
         Err(other) => return Err(other),
     };
-    let by = ctx.holder.to_string();
     let mut driver = ctx.driver(reporter, &mut lease);
     let ending = driver
         .drive(

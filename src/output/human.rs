@@ -155,6 +155,13 @@ pub fn describe(event: &Event) -> Vec<String> {
             release,
             slot,
             from,
+        } if from.is_empty() => vec![format!(
+            "✓ release {release} is live already (slot {slot}); nothing to do"
+        )],
+        Event::AlreadyRolledBack {
+            release,
+            slot,
+            from,
         } => vec![format!(
             "✓ release {release} is live already (slot {slot}): rolled back from {from}; nothing to do (`--to` picks a release explicitly)"
         )],
