@@ -62,7 +62,7 @@ pub struct Step {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// All traffic moves in one call once the new release is healthy.
     BlueGreen,
@@ -368,6 +368,16 @@ mod tests {
             "canary 5@soon,100",
         ] {
             assert_eq!(Plan::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn strategies_are_named_as_the_config_names_them() {
+        for strategy in [Strategy::BlueGreen, Strategy::Canary] {
+            assert_eq!(
+                serde_json::to_value(strategy).unwrap(),
+                serde_json::Value::String(strategy.as_str().to_owned())
+            );
         }
     }
 

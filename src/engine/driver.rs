@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
 use crate::core::decide::{Action, Decision, Done, Wait, WaitReason, in_progress, live};
-use crate::core::observed::Observed;
+use crate::core::names::FleetName;
+use crate::core::observed::{Observed, Occupancy};
 use crate::core::plan::StepNumber;
 use crate::core::spec::Spec;
 
@@ -110,6 +111,8 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
         let mut streak = Streak::default();
         let mut wait_until: Option<SystemTime> = None;
         let mut last_seen: Option<Observed> = None;
+        // The fleet whose health the last wait was on.
+        let mut health_wait: Option<FleetName> = None;
         loop {
             self.check_stop(last_seen.as_ref(), options)?;
             let now = self.clock.now();
@@ -126,6 +129,12 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
             streak.end();
             let now = self.clock.now();
             let decision = decide(&observed, now);
+            if let (Decision::Act(_), Some(fleet)) = (&decision, health_wait.take()) {
+                // Waiting on green's health is over: say where it got to, as the wait did.
+                if let Some(event) = health_now(&observed, &fleet) {
+                    self.reporter.report(&event);
+                }
+            }
             last_seen = Some(observed);
             match decision {
                 Decision::Act(action) => {
@@ -206,6 +215,10 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                 Decision::Wait(wait) => {
                     last_action = None;
                     wait_until = wait.until;
+                    health_wait = match &wait.why {
+                        WaitReason::Health { fleet, .. } => Some(fleet.clone()),
+                        _ => None,
+                    };
                     let key = (wait_key(&wait), wait.until);
                     if last_wait.as_ref() != Some(&key) {
                         if last_wait.as_ref().map(|(k, _)| k) != Some(&key.0) {
@@ -279,6 +292,19 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
             }
         }
     }
+}
+
+/// `fleet`'s health in `observed`, as an event, if it is still there.
+fn health_now(observed: &Observed, fleet: &FleetName) -> Option<Event> {
+    observed
+        .slots
+        .iter()
+        .find_map(|slot| match slot.occupancy() {
+            Occupancy::One(o) if &o.fleet.name == fleet => {
+                Some(Event::health(&o.fleet.name, &o.health))
+            }
+            _ => None,
+        })
 }
 
 /// What a wait is about, so a change of subject is reported and a repeat is not.

@@ -162,6 +162,13 @@ pub fn describe(event: &Event) -> Vec<String> {
             release,
             slot,
             from,
+        } if from.starts_with("failed release") => vec![format!(
+            "✓ release {release} is live already (slot {slot}); the {from} takes no traffic; nothing to do"
+        )],
+        Event::AlreadyRolledBack {
+            release,
+            slot,
+            from,
         } => vec![format!(
             "✓ release {release} is live already (slot {slot}): rolled back from {from}; nothing to do (`--to` picks a release explicitly)"
         )],

@@ -64,6 +64,12 @@ pub fn decide_abort(spec: &Spec, observed: &Observed, now: SystemTime, by: &str)
                 slot: live.slot,
             }));
         };
-        stop(spec, observed, &live, &green, format!("aborted by {by}"))
+        stop(
+            spec,
+            observed,
+            &live,
+            &green,
+            format!("aborted by {by} at {}", crate::core::tags::timestamp(now)),
+        )
     })())
 }

@@ -89,7 +89,7 @@ pub(super) fn advance(
     fallback_plan: Option<&Plan>,
 ) -> Result<Decision, Refusal> {
     if let Some(request) = &green.occupant.tags.abort {
-        return stop(spec, observed, live, green, format!("aborted ({request})"));
+        return stop(spec, observed, live, green, format!("aborted {request}"));
     }
     let plan = green.plan.clone().or_else(|| fallback_plan.cloned()).ok_or_else(|| {
         Refusal::attention(format!(

@@ -97,9 +97,18 @@ pub fn decide_rollback(
             )));
         }
         if idle.phase() == Some(Phase::Failed) {
+            if to.is_none() {
+                // The release after the live one failed (or was stopped): the live release is
+                // where a rollback would go. A retried rollback after an abort lands here too.
+                return Ok(Decision::Done(Done::AlreadyRolledBack {
+                    release: live.occupant.release(),
+                    slot: live.slot,
+                    from: format!("failed release {}", idle.release()),
+                }));
+            }
             return Err(Refusal::attention(format!(
-                "the fleet in target group {} is release {}, which failed ({}); it never took \
-                 traffic and will not now",
+                "the fleet in target group {} is release {}, which failed ({}); greenlight \
+                 will not route traffic to it",
                 idle_tg.short_name(),
                 idle.release(),
                 idle.tags.failure.as_deref().unwrap_or("no reason recorded")
