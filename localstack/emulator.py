@@ -12,6 +12,7 @@ and a region).
 
 Why not `moto_server`: we need to monkeypatch moto's models before the first request (see
 fidelity/), add test-only endpoints (/_greenlight/target-health, /_greenlight/requests),
+translate Smithy RPC v2 CBOR requests (the Rust SDK's CloudWatch; fidelity/cloudwatch_cbor.py),
 serialise requests (moto is not thread-safe) and clear our own state on `POST /moto-api/reset`.
 All of that is a thin WSGI wrapper around moto's own DomainDispatcherApplication.
 """
@@ -87,6 +88,8 @@ class SerialisingApp:
     def __init__(self, moto_app: Any, fidelity: Any | None):
         self.moto_app = moto_app
         self.fidelity = fidelity
+        # Smithy RPC v2 CBOR (the Rust SDK's CloudWatch) -> JSON 1.0 into moto, and back.
+        self.cbor = fidelity.cloudwatch_cbor.Translator(moto_app) if fidelity else None
         self.lock = threading.Lock()
         # Every AWS API request served, in order: {"service", "action", "time"} (see
         # describe_request). Appended under the lock, so the order is the order moto saw them.
@@ -105,6 +108,8 @@ class SerialisingApp:
                 # Before moto runs, so requests it answers with an error (or fails on) count too.
                 logged["time"] = time.time()
                 self.requests.append(logged)
+            if self.cbor is not None and (route := self.fidelity.cloudwatch_cbor.match(path)):
+                return self.cbor(environ, start_response, route)
             result = self.moto_app(environ, start_response)
             try:
                 body = b"".join(result)  # drain inside the lock: moto may render lazily

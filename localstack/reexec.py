@@ -12,6 +12,9 @@ def use_venv_if_needed(module: str, script: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        venv_python = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python")
-        if os.path.exists(venv_python) and os.path.realpath(sys.executable) != os.path.realpath(venv_python):
+        venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv")
+        venv_python = os.path.join(venv, "bin", "python")
+        # Compare prefixes, not executables: a venv's python is a symlink to the interpreter it
+        # was made from, so both resolve to the same file.
+        if os.path.exists(venv_python) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
             os.execv(venv_python, [venv_python, os.path.abspath(script), *sys.argv[1:]])

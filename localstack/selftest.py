@@ -25,6 +25,19 @@ Checks, each against resources of its own (unique names, so a non-empty emulator
   request-log                   /_greenlight/requests?since=N lists the AWS calls made since N
                                 (service = signing name, action from form body, X-Amz-Target or
                                 the CBOR path), errors included, moto-api and test calls not
+  cloudwatch-cbor-request-shape rpcv2cbor.py sends what aws-sdk-cloudwatch sends (headers,
+                                SigV4 scope, indefinite-length maps, tag-1 float64 timestamps)
+  cloudwatch-cbor-alarms        over Smithy RPC v2 CBOR: PutMetricAlarm -> DescribeAlarms ->
+                                SetAlarmState ALARM -> DescribeAlarms by name and StateValue
+                                (every filter applies); logged once each as monitoring + op
+  cloudwatch-cbor-metrics       PutMetricData for two target groups (and a gzipped one) ->
+                                GetMetricData Sum/Average/Maximum/SampleCount per target group;
+                                p99 answers no datapoints (moto computes no percentiles)
+  cloudwatch-cbor-errors        CBOR errors with __type, status and x-amzn-query-error: missing
+                                required member, bad enum/range, ResourceNotFound, moto's own
+                                ValidationError, untagged timestamp, broken CBOR, no
+                                smithy-protocol header, unknown operation
+  cloudwatch-cbor-botocore      the same through botocore's own rpcv2Cbor client
   reset-clears-rules            DELETE /_greenlight/target-health and POST /moto-api/reset
                                 clear the rules, DELETE /_greenlight/requests and the reset
                                 clear the request log (this one wipes the whole emulator: it runs
@@ -41,6 +54,7 @@ import base64
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 import urllib.error
@@ -52,10 +66,14 @@ from typing import Any
 from reexec import use_venv_if_needed
 
 
-use_venv_if_needed("boto3", __file__)
+use_venv_if_needed("cbor2", __file__)  # cbor2 (and boto3) live in .venv
 
 import boto3  # noqa: E402 (after the venv switch above)
+import botocore.session  # noqa: E402
+import cbor2  # noqa: E402
 from botocore.config import Config  # noqa: E402
+
+import rpcv2cbor  # noqa: E402 (a client that sends what the Rust SDK's CloudWatch sends)
 
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 DELAY = 1  # seconds of deregistration delay: long enough to observe, short enough to wait out
@@ -102,6 +120,13 @@ class Emulator:
         self.client = lambda name: session.client(name, endpoint_url=self.endpoint, config=config)
         self.run = uuid.uuid4().hex[:8]
         self._fixture: dict[str, Any] | None = None
+        # CloudWatch over Smithy RPC v2 CBOR, as aws-sdk-cloudwatch speaks it.
+        self.cbor = rpcv2cbor.CloudWatchCbor(
+            self.endpoint,
+            REGION,
+            os.environ.get("AWS_ACCESS_KEY_ID") or "testing",
+            os.environ.get("AWS_SECRET_ACCESS_KEY") or "testing",
+        )
 
     def http(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -635,8 +660,9 @@ def check_request_log(emu: Emulator) -> None:
         emu.elbv2.describe_target_groups, "TargetGroupNotFound", Names=[f"none-{emu.run}"]
     )  # an error answer is logged too
     cloudwatch.list_metrics()  # boto3 picks CloudWatch's JSON protocol: X-Amz-Target
-    # The Rust SDK's CloudWatch speaks Smithy RPC v2 CBOR, which moto answers with a 404; the
-    # request is logged all the same. (The signature is not checked, only its credential scope.)
+    # The Rust SDK's CloudWatch speaks Smithy RPC v2 CBOR: logged by the path's operation name
+    # (an empty map lacks GetMetricData's required members, so the answer is a ValidationError;
+    # with --stock moto answers 404). The signature is not checked, only its credential scope.
     emu.http_status(
         "POST",
         "/service/GraniteServiceVersion20100801/operation/GetMetricData",
@@ -683,6 +709,341 @@ def check_request_log(emu: Emulator) -> None:
         expect(status == 400, f"GET /_greenlight/requests?{bad} answered {status}")
 
 
+# -- CloudWatch over Smithy RPC v2 CBOR (fidelity/cloudwatch_cbor.py) ---------------------------
+
+
+def expect_cbor_answer(r: rpcv2cbor.Response, status: int, what: str) -> None:
+    """The headers every rpcv2Cbor answer carries; a body only with a Content-Type."""
+    expect(r.status == status, f"{what}: HTTP {r.status}, want {status} ({r.code}: {r.message})")
+    expect(r.headers.get("smithy-protocol") == "rpc-v2-cbor", f"{what}: headers {r.headers}")
+    expect(r.headers.get("x-amzn-requestid"), f"{what}: no x-amzn-requestid in {r.headers}")
+    if r.body:
+        expect(r.headers.get("content-type") == "application/cbor", f"{what}: {r.headers}")
+        expect(rpcv2cbor.floats_are_float64(r.body), f"{what}: a float narrower than float64")
+    else:
+        expect("content-type" not in r.headers, f"{what}: Content-Type without a body")
+
+
+def expect_cbor_error(
+    r: rpcv2cbor.Response, status: int, code: str, shape_id: str, what: str
+) -> str:
+    """An error answer as aws-sdk-cloudwatch reads it: code (from x-amzn-query-error), message."""
+    expect_cbor_answer(r, status, what)
+    raw = cbor2.loads(r.body)
+    expect(raw.get("__type") == shape_id, f"{what}: __type {raw.get('__type')!r}, want {shape_id}")
+    expect(r.code == code, f"{what}: the SDK would read code {r.code!r}, want {code!r}")
+    fault = "Receiver" if status >= 500 else "Sender"
+    expect(r.headers.get("x-amzn-query-error") == f"{code};{fault}", f"{what}: {r.headers}")
+    expect(bool(r.message), f"{what}: no message in {raw}")
+    return r.message or ""
+
+
+def check_cloudwatch_cbor_request_shape(emu: Emulator) -> None:
+    """What our client sends is what aws-sdk-cloudwatch sends (see rpcv2cbor.py's notes)."""
+    r = emu.cbor.call("DescribeAlarms", {"AlarmNames": [f"none-{emu.run}"], "MaxRecords": 10})
+    sent = {k.lower(): v for k, v in r.sent_headers.items()}
+    for name, value in (
+        ("content-type", "application/cbor"),
+        ("smithy-protocol", "rpc-v2-cbor"),
+        ("accept", "application/cbor"),
+        ("x-amzn-query-mode", "true"),
+        ("content-length", str(len(r.sent_body))),
+    ):
+        expect(sent.get(name) == value, f"sent {name}: {sent.get(name)!r}, want {value!r}")
+    expect("/monitoring/aws4_request" in sent.get("authorization", ""), f"signing: {sent}")
+    expect("x-amz-target" not in sent, "an rpcv2Cbor request must not carry X-Amz-Target")
+    # A structure is an indefinite-length map; MaxRecords 10 is the one-byte integer 0x0a.
+    body = r.sent_body
+    expect(body[:1] == b"\xbf" and body[-1:] == b"\xff", f"body framing: {body.hex()}")
+    expect(b"\x6aMaxRecords\x0a" in body, f"MaxRecords encoding: {body.hex()}")
+    expect(cbor2.loads(body) == {"AlarmNames": [f"none-{emu.run}"], "MaxRecords": 10}, "body")
+    expect_cbor_answer(r, 200, "DescribeAlarms")
+    expect(r.output == {"MetricAlarms": [], "CompositeAlarms": []}, f"no alarms: {r.output}")
+    # Timestamps: tag 1 over a float64, as smithy-rs writes them.
+    query = {
+        "MetricDataQueries": [
+            {"Id": "q", "MetricStat": {
+                "Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount"},
+                "Period": 60, "Stat": "Sum"}}
+        ],
+        "StartTime": 1767225600.25,
+        "EndTime": 1767225660.5,
+    }  # fmt: skip
+    body = bytes(rpcv2cbor.encode(emu.cbor.operation("GetMetricData").input_shape, query))
+    expect(b"\x69StartTime\xc1\xfb" in body, f"StartTime is not tag 1 + float64: {body.hex()}")
+    decoded = cbor2.loads(body)["StartTime"]
+    expect(decoded.timestamp() == 1767225600.25, f"StartTime decodes as {decoded}")
+
+
+def check_cloudwatch_cbor_alarms(emu: Emulator) -> None:
+    cw = emu.cbor
+    mark = emu.requests_since(0)["total"]
+    name = f"st-5xx-{emu.run}"
+    dimensions = [
+        {"Name": "TargetGroup", "Value": f"targetgroup/st-a-{emu.run}/0123456789abcdef"},
+        {"Name": "LoadBalancer", "Value": f"app/st-{emu.run}/50dc6c495c0c9188"},
+    ]
+    alarm = {
+        "AlarmName": name,
+        "AlarmDescription": "5XX from the new slot",
+        "ActionsEnabled": False,
+        "MetricName": "HTTPCode_Target_5XX_Count",
+        "Namespace": "AWS/ApplicationELB",
+        "Statistic": "Sum",
+        "Dimensions": dimensions,
+        "Period": 60,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 1,
+        "Threshold": 5,  # a double: sent as float64 5.0
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+        "Tags": [{"Key": "team", "Value": "payments"}],
+    }
+    started = time.time()
+    r = cw.call("PutMetricAlarm", alarm)
+    expect_cbor_answer(r, 200, "PutMetricAlarm")
+    expect(r.body == b"", f"PutMetricAlarm has no output, answered {r.body!r}")
+
+    def describe(**params: Any) -> list[dict[str, Any]]:
+        r = cw.call("DescribeAlarms", params)
+        expect_cbor_answer(r, 200, f"DescribeAlarms {params}")
+        assert r.output is not None
+        expect(r.output.get("CompositeAlarms") == [], f"CompositeAlarms: {r.output}")
+        return r.output["MetricAlarms"]
+
+    (got,) = describe(AlarmNames=[name])
+    for key in ("AlarmName", "AlarmDescription", "ActionsEnabled", "MetricName", "Namespace",
+                "Statistic", "Dimensions", "Period", "EvaluationPeriods", "DatapointsToAlarm",
+                "ComparisonOperator", "TreatMissingData"):  # fmt: skip
+        expect(got.get(key) == alarm[key], f"{key}: {got.get(key)!r}, want {alarm[key]!r}")
+    expect(got["Threshold"] == 5.0 and isinstance(got["Threshold"], float), f"{got['Threshold']}")
+    expect(got["AlarmArn"].endswith(f":alarm:{name}"), f"AlarmArn {got['AlarmArn']}")
+    # moto starts alarms in OK (AWS: INSUFFICIENT_DATA) and never evaluates them.
+    expect(got["StateValue"] == "OK", f"initial state {got['StateValue']}")
+    for key in ("StateUpdatedTimestamp", "AlarmConfigurationUpdatedTimestamp"):
+        expect(started - 5 <= got[key] <= time.time() + 5, f"{key} {got[key]} is not now")
+    r = cw.call(
+        "SetAlarmState",
+        {"AlarmName": name, "StateValue": "ALARM", "StateReason": "selftest: 5XX over 5"},
+    )
+    expect_cbor_answer(r, 200, "SetAlarmState")
+    (firing,) = describe(AlarmNames=[name], StateValue="ALARM")
+    expect(firing["StateValue"] == "ALARM", f"after SetAlarmState: {firing['StateValue']}")
+    expect(firing["StateReason"] == "selftest: 5XX over 5", f"StateReason {firing}")
+    expect(firing["StateUpdatedTimestamp"] >= got["StateUpdatedTimestamp"], "state timestamp")
+    # Every filter applies (stock moto uses only the first it finds: AlarmNames here).
+    expect(describe(AlarmNames=[name], StateValue="OK") == [], "AlarmNames + StateValue=OK")
+    by_state = [a["AlarmName"] for a in describe(StateValue="ALARM", AlarmNamePrefix="st-5xx-")]
+    expect(name in by_state, f"StateValue=ALARM + prefix: {by_state}")
+    expect(
+        name not in [a["AlarmName"] for a in describe(StateValue="OK")], "StateValue=OK alone"
+    )
+    # The request log names the service and the operation, once per call.
+    got_log = [(e["service"], e["action"]) for e in emu.requests_since(mark)["requests"]]
+    want = [("monitoring", op) for op in ("PutMetricAlarm", "DescribeAlarms", "SetAlarmState")]
+    want += [("monitoring", "DescribeAlarms")] * 4
+    rest = iter(got_log)
+    expect(all(item in rest for item in want), f"logged {got_log}, want {want} in order")
+    # The JSON request the layer makes to moto is internal: not logged a second time.
+    for op in ("PutMetricAlarm", "SetAlarmState"):
+        expect(got_log.count(("monitoring", op)) == 1, f"{op} logged twice: {got_log}")
+
+
+def check_cloudwatch_cbor_metrics(emu: Emulator) -> None:
+    cw = emu.cbor
+    lb = f"app/st-{emu.run}/50dc6c495c0c9188"
+    tgs = {slot: f"targetgroup/st-{slot}-{emu.run}/0123456789abcdef" for slot in "abc"}
+    now = time.time()
+    points = {  # (metric, slot) -> [(seconds ago, value)]
+        ("RequestCount", "a"): [(90, 100.0), (30, 50.0)],
+        ("RequestCount", "b"): [(90, 40.0), (30, 2.0)],
+        ("HTTPCode_Target_5XX_Count", "a"): [(90, 3.0), (30, 1.0)],
+        ("HTTPCode_Target_5XX_Count", "b"): [(30, 0.0)],
+        ("TargetResponseTime", "a"): [(90, 0.12), (30, 0.3)],
+        ("TargetResponseTime", "b"): [(30, 0.05)],
+    }
+
+    def dims(slot: str) -> list[dict[str, str]]:
+        return [{"Name": "TargetGroup", "Value": tgs[slot]}, {"Name": "LoadBalancer", "Value": lb}]
+
+    data = [
+        {"MetricName": metric, "Dimensions": dims(slot), "Timestamp": now - ago, "Value": value,
+         "Unit": "Seconds" if metric == "TargetResponseTime" else "Count"}
+        for (metric, slot), series in points.items()
+        for ago, value in series
+    ]  # fmt: skip
+    r = cw.call("PutMetricData", {"Namespace": "AWS/ApplicationELB", "MetricData": data})
+    expect_cbor_answer(r, 200, "PutMetricData")
+    expect("Content-Encoding" not in r.sent_headers, "a small body must not be compressed")
+    # A body of 10 KiB or more is gzipped by the SDK (Content-Encoding: gzip).
+    many = [
+        {"MetricName": "RequestCount", "Dimensions": dims("c"), "Timestamp": now - 60 + i / 10,
+         "Value": 1.0, "Unit": "Count"}
+        for i in range(150)
+    ]  # fmt: skip
+    r = cw.call("PutMetricData", {"Namespace": "AWS/ApplicationELB", "MetricData": many})
+    expect(r.sent_headers.get("Content-Encoding") == "gzip", f"not gzipped: {r.sent_headers}")
+    expect_cbor_answer(r, 200, "PutMetricData (gzip)")
+
+    def stat(qid: str, metric: str, slot: str, statistic: str) -> dict[str, Any]:
+        return {
+            "Id": qid,
+            "MetricStat": {
+                "Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": metric,
+                           "Dimensions": dims(slot)},
+                "Period": 60,
+                "Stat": statistic,
+            },
+        }  # fmt: skip
+
+    queries = [
+        stat("requests_a", "RequestCount", "a", "Sum"),
+        stat("requests_b", "RequestCount", "b", "Sum"),
+        stat("errors_a", "HTTPCode_Target_5XX_Count", "a", "Sum"),
+        stat("errors_b", "HTTPCode_Target_5XX_Count", "b", "Sum"),
+        stat("latency_avg_a", "TargetResponseTime", "a", "Average"),
+        stat("latency_max_a", "TargetResponseTime", "a", "Maximum"),
+        stat("latency_n_a", "TargetResponseTime", "a", "SampleCount"),
+        stat("latency_p99_a", "TargetResponseTime", "a", "p99"),
+        stat("requests_c", "RequestCount", "c", "Sum"),
+        stat("requests_n_c", "RequestCount", "c", "SampleCount"),
+    ]
+    r = cw.call(
+        "GetMetricData",
+        {"MetricDataQueries": queries, "StartTime": now - 600, "EndTime": now + 60},
+    )
+    expect_cbor_answer(r, 200, "GetMetricData")
+    assert r.output is not None
+    results = {m["Id"]: m for m in r.output["MetricDataResults"]}
+    expect(sorted(results) == sorted(q["Id"] for q in queries), f"results {sorted(results)}")
+    for result in results.values():
+        expect(result["StatusCode"] == "Complete", f"{result}")
+        expect(len(result["Timestamps"]) == len(result["Values"]), f"{result}")
+        expect(all(now - 700 <= t <= now + 60 for t in result["Timestamps"]), f"{result}")
+
+    def total(qid: str) -> float:
+        return round(sum(results[qid]["Values"]), 6)
+
+    want = {"requests_a": 150.0, "requests_b": 42.0, "errors_a": 4.0, "errors_b": 0.0,
+            "latency_n_a": 2.0, "requests_c": 150.0, "requests_n_c": 150.0}  # fmt: skip
+    got = {qid: total(qid) for qid in want}
+    expect(got == want, f"per-target-group sums {got}, want {want}")
+    # One datapoint per minute: the two latency samples fall in different periods.
+    for qid in ("latency_avg_a", "latency_max_a"):
+        values = sorted(round(v, 6) for v in results[qid]["Values"])
+        expect(values == [0.12, 0.3], f"{qid}: {results[qid]['Values']}")
+    # moto computes no percentiles: p99 answers no datapoints (AWS would answer the p99).
+    p99 = results["latency_p99_a"]
+    expect(p99["Values"] == [] and p99["Timestamps"] == [], f"p99: {p99}")
+    expect(results["requests_a"]["Label"] == "RequestCount Sum", f"label {results['requests_a']}")
+
+
+def check_cloudwatch_cbor_errors(emu: Emulator) -> None:
+    cw = emu.cbor
+    ns = "com.amazonaws.cloudwatch"
+    coral = "com.amazon.coral.service"
+    # A missing required member: ValidationError, the model's shape, HTTP 400.
+    r = cw.call("GetMetricData", {"StartTime": time.time() - 60, "EndTime": time.time()})
+    message = expect_cbor_error(r, 400, "ValidationError", f"{ns}#ValidationException",
+                                "GetMetricData without MetricDataQueries")  # fmt: skip
+    expect("Value null at 'metricDataQueries'" in message, f"message: {message}")
+    # A bad parameter: a value outside the enum, a number below its minimum.
+    r = cw.call("DescribeAlarms", {"StateValue": "FIRING", "MaxRecords": 0})
+    message = expect_cbor_error(r, 400, "ValidationError", f"{ns}#ValidationException",
+                                "DescribeAlarms StateValue=FIRING")  # fmt: skip
+    expect(message.startswith("2 validation errors detected:") and "'stateValue'" in message
+           and "'maxRecords'" in message, f"message: {message}")  # fmt: skip
+    # moto's own errors keep their code: the SDK matches SetAlarmStateError::ResourceNotFound.
+    r = cw.call(
+        "SetAlarmState", {"AlarmName": f"none-{emu.run}", "StateValue": "OK", "StateReason": "x"}
+    )
+    expect_cbor_error(r, 404, "ResourceNotFound", f"{ns}#ResourceNotFound", "SetAlarmState")
+    query = {"Id": "q", "MetricStat": {"Metric": {"Namespace": "N", "MetricName": "M"},
+                                       "Period": 60, "Stat": "Sum"}}  # fmt: skip
+    r = cw.call("GetMetricData", {"MetricDataQueries": [query], "StartTime": time.time(),
+                                  "EndTime": time.time() - 60})  # fmt: skip
+    message = expect_cbor_error(r, 400, "ValidationError", f"{ns}#ValidationException",
+                                "GetMetricData EndTime before StartTime")  # fmt: skip
+    expect("EndTime must be greater than StartTime" in message, f"message: {message}")
+    # Protocol errors: wrong CBOR types, broken CBOR, unknown operations, a missing header.
+    untagged = b"\xbf\x69StartTime\x1a\x69\x6b\x8c\x00\xff"  # StartTime as a bare integer
+    r = cw.call("GetMetricData", body=untagged)
+    message = expect_cbor_error(r, 400, "SerializationException", f"{coral}#SerializationException",
+                                "untagged timestamp")  # fmt: skip
+    expect("StartTime" in message, f"message: {message}")
+    r = cw.call("DescribeAlarms", body=b"\xbf\x6aMaxRecords")  # truncated
+    expect_cbor_error(r, 400, "SerializationException", f"{coral}#SerializationException",
+                      "truncated CBOR")  # fmt: skip
+    r = cw.call("DescribeAlarms", {}, drop_headers=("smithy-protocol",))
+    expect_cbor_error(r, 400, "SerializationException", f"{coral}#SerializationException",
+                      "no smithy-protocol header")  # fmt: skip
+    r = cw.call("NoSuchOperation", body=b"\xbf\xff")
+    expect_cbor_error(r, 400, "UnknownOperation", f"{coral}#UnknownOperationException",
+                      "unknown operation")  # fmt: skip
+    # An empty body is an empty input (the spec: servers accept it).
+    r = cw.call("DescribeAlarms", body=b"", drop_headers=("Content-Type",))
+    expect_cbor_answer(r, 200, "DescribeAlarms with an empty body")
+
+
+def check_cloudwatch_cbor_botocore(emu: Emulator) -> None:
+    """A second, independent rpcv2Cbor client: botocore's own, made to pick CBOR."""
+    model = botocore.session.get_session().get_component("data_loader").load_service_model(
+        "cloudwatch", "service-2"
+    )
+    model = json.loads(json.dumps(model))
+    model["metadata"]["protocols"] = ["smithy-rpc-v2-cbor"]
+    model["metadata"]["protocol"] = "smithy-rpc-v2-cbor"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = os.path.join(tmp, "cloudwatch", model["metadata"]["apiVersion"])
+        os.makedirs(folder)
+        with open(os.path.join(folder, "service-2.json"), "w") as f:
+            json.dump(model, f)
+        session = botocore.session.get_session()
+        session.get_component("data_loader").search_paths.insert(0, tmp)
+        cw = session.create_client(
+            "cloudwatch",
+            region_name=REGION,
+            endpoint_url=emu.endpoint,
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or "testing",
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or "testing",
+            config=Config(retries={"mode": "standard", "max_attempts": 1}),
+        )
+    expect(cw.meta.service_model.resolved_protocol == "smithy-rpc-v2-cbor", "not CBOR")
+    name = f"st-boto-{emu.run}"
+    cw.put_metric_alarm(
+        AlarmName=name, MetricName="RequestCount", Namespace="AWS/ApplicationELB",
+        Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1.5,
+        ComparisonOperator="LessThanThreshold",
+    )  # fmt: skip
+    cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="botocore")
+    answer = cw.describe_alarms(AlarmNames=[name], StateValue="ALARM")
+    headers = answer["ResponseMetadata"]["HTTPHeaders"]
+    expect(headers.get("content-type") == "application/cbor", f"headers {headers}")
+    (alarm,) = answer["MetricAlarms"]
+    expect(alarm["Threshold"] == 1.5 and alarm["StateReason"] == "botocore", f"{alarm}")
+    expect(abs(alarm["StateUpdatedTimestamp"].timestamp() - time.time()) < 60, f"{alarm}")
+    try:
+        cw.set_alarm_state(AlarmName=f"none-{emu.run}", StateValue="OK", StateReason="x")
+    except cw.exceptions.ResourceNotFound as err:
+        expect(err.response["ResponseMetadata"]["HTTPStatusCode"] == 404, f"{err.response}")
+    else:
+        raise CheckFailed("SetAlarmState on a missing alarm succeeded")
+    expect_error(cw.describe_alarms, "ValidationError", StateValue="FIRING")  # enum, server side
+    now = time.time()
+    dims = [{"Name": "TargetGroup", "Value": f"targetgroup/st-boto-{emu.run}/0123456789abcdef"}]
+    cw.put_metric_data(
+        Namespace="AWS/ApplicationELB",
+        MetricData=[{"MetricName": "RequestCount", "Dimensions": dims, "Timestamp": now - 30,
+                     "Value": 7.0, "Unit": "Count"}],
+    )  # fmt: skip
+    metric = {"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount", "Dimensions": dims}
+    (result,) = cw.get_metric_data(
+        MetricDataQueries=[{"Id": "r", "MetricStat": {"Metric": metric, "Period": 60,
+                                                      "Stat": "Sum"}}],
+        StartTime=now - 300, EndTime=now + 60,
+    )["MetricDataResults"]  # fmt: skip
+    expect(result["Values"] == [7.0] and len(result["Timestamps"]) == 1, f"{result}")
+
 def check_reset_clears_rules(emu: Emulator) -> None:
     emu.script(asg_name=f"nobody-{emu.run}", sequence=[{"state": "unhealthy"}])
     expect(len(emu.http("GET", "/_greenlight/target-health")["rules"]) >= 1, "rule not listed")
@@ -716,6 +1077,11 @@ CHECKS: list[tuple[str, Callable[[Emulator], None]]] = [
     ("launch-template-tags", check_launch_template_tags),
     ("modify-responses", check_modify_responses),
     ("request-log", check_request_log),
+    ("cloudwatch-cbor-request-shape", check_cloudwatch_cbor_request_shape),
+    ("cloudwatch-cbor-alarms", check_cloudwatch_cbor_alarms),
+    ("cloudwatch-cbor-metrics", check_cloudwatch_cbor_metrics),
+    ("cloudwatch-cbor-errors", check_cloudwatch_cbor_errors),
+    ("cloudwatch-cbor-botocore", check_cloudwatch_cbor_botocore),
     ("reset-clears-rules", check_reset_clears_rules),
 ]
 

@@ -3,8 +3,9 @@
 Each patch is small and says why it exists. They fall into groups:
 
 Modules: state.py (what we remember, the health-rule language), elbv2.py, autoscaling.py,
-launch_templates.py (the patches), idempotency.py (ClientToken), patching.py (how a patch is
-applied).
+launch_templates.py, cloudwatch.py (the patches), idempotency.py (ClientToken), patching.py
+(how a patch is applied), cloudwatch_cbor.py (not a patch: a translator emulator.py puts in
+front of moto for Smithy RPC v2 CBOR requests, the protocol of the Rust SDK's CloudWatch).
 
 * Target health (DescribeTargetHealth): scripted per-target health sequences set through the
   test-only endpoint, `draining` for the deregistration delay after a target leaves, and
@@ -14,6 +15,9 @@ applied).
 * Launch templates: SourceVersion, UserData in later versions, launching from the version
   the group names, live tags, and ClientToken idempotency on CreateLaunchTemplate(Version).
 * Smaller API gaps on the calls greenlight makes (see README.md, "Other fixes").
+* CloudWatch: DescribeAlarms applies all its filters, GetMetricData answers no datapoints for
+  statistics moto cannot compute instead of failing (cloudwatch.py); Smithy RPC v2 CBOR <->
+  JSON 1.0 guided by botocore's service model (cloudwatch_cbor.py).
 
 Everything here runs inside the emulator's request lock (emulator.py), so no extra locking.
 Call `install()` once, before the first request. `STATE.reset()` forgets everything we hold.
@@ -21,10 +25,10 @@ Call `install()` once, before the first request. `STATE.reset()` forgets everyth
 
 from __future__ import annotations
 
-from . import autoscaling, elbv2, launch_templates
+from . import autoscaling, cloudwatch, cloudwatch_cbor, elbv2, launch_templates
 from .state import STATE
 
-__all__ = ["STATE", "install"]
+__all__ = ["STATE", "cloudwatch_cbor", "install"]
 
 _installed = False
 
@@ -44,4 +48,6 @@ def install(report_not_in_use: bool = False) -> None:
     launch_templates.patch_launch_templates()
     launch_templates.patch_launch_template_tags()
     launch_templates.patch_client_tokens()  # last: it must wrap the other launch-template patches
+    cloudwatch.patch_describe_alarms()
+    cloudwatch.patch_get_metric_data()
     _installed = True
