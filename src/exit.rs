@@ -35,7 +35,7 @@ pub fn code(failure: &Failure) -> u8 {
     match failure {
         Failure::Config(_) | Failure::BadInput(_) | Failure::Twin(_) => BAD_INPUT,
         Failure::ReleaseFailed { .. } => RELEASE_FAILED,
-        Failure::Busy(_) => BUSY,
+        Failure::Busy(_) | Failure::Locked(_) => BUSY,
         Failure::NeedsAttention(_) => NEEDS_ATTENTION,
         Failure::Interrupted { signal, .. } => signal.exit_code(),
         Failure::Cloud { changed: true, .. } => NEEDS_ATTENTION,

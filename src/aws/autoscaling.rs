@@ -84,21 +84,14 @@ impl AutoScaling {
         &self,
         name: &FleetName,
     ) -> CloudResult<Option<FleetSummary>> {
-        let out = self
-            .client
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name.as_str())
-            .send()
-            .await
-            .map_err(self.endpoint.on(DESCRIBE_AUTO_SCALING_GROUPS))?;
-        out.auto_scaling_groups()
-            .iter()
-            .find(|g| g.auto_scaling_group_name() == Some(name.as_str()))
+        self.find_group(name)
+            .await?
+            .as_ref()
             .map(convert::summary)
             .transpose()
     }
 
-    async fn group(&self, name: &FleetName) -> CloudResult<AutoScalingGroup> {
+    async fn find_group(&self, name: &FleetName) -> CloudResult<Option<AutoScalingGroup>> {
         let out = self
             .client
             .describe_auto_scaling_groups()
@@ -106,17 +99,21 @@ impl AutoScaling {
             .send()
             .await
             .map_err(self.endpoint.on(DESCRIBE_AUTO_SCALING_GROUPS))?;
-        out.auto_scaling_groups()
+        Ok(out
+            .auto_scaling_groups()
             .iter()
             .find(|g| g.auto_scaling_group_name() == Some(name.as_str()))
-            .cloned()
-            .ok_or_else(|| {
-                CloudError::new(
-                    CloudErrorKind::NotFound,
-                    DESCRIBE_AUTO_SCALING_GROUPS,
-                    format!("Auto Scaling group {name} not found"),
-                )
-            })
+            .cloned())
+    }
+
+    async fn group(&self, name: &FleetName) -> CloudResult<AutoScalingGroup> {
+        self.find_group(name).await?.ok_or_else(|| {
+            CloudError::new(
+                CloudErrorKind::NotFound,
+                DESCRIBE_AUTO_SCALING_GROUPS,
+                format!("Auto Scaling group {name} not found"),
+            )
+        })
     }
 
     /// The group and everything attached to it; launch templates named by name are resolved

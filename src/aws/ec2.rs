@@ -5,8 +5,8 @@ use aws_sdk_ec2::Client;
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
-    ImageState, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType,
-    Tag, TagSpecification,
+    ImageState, LaunchTemplate, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData,
+    ResourceType, Tag, TagSpecification,
 };
 
 use super::error::{Endpoint, missing};
@@ -64,14 +64,7 @@ impl Ec2 {
     /// The id of the launch template called `name`.
     pub(crate) async fn template_id(&self, name: &str) -> CloudResult<String> {
         let op = DESCRIBE_LAUNCH_TEMPLATES;
-        let out = self
-            .client
-            .describe_launch_templates()
-            .launch_template_names(name)
-            .send()
-            .await
-            .map_err(self.endpoint.on(op))?;
-        let template = out.launch_templates().first().ok_or_else(|| {
+        let template = self.template_named(name).await?.ok_or_else(|| {
             CloudError::new(
                 CloudErrorKind::NotFound,
                 op,
@@ -82,6 +75,26 @@ impl Ec2 {
             .launch_template_id()
             .map(str::to_owned)
             .ok_or_else(|| missing(op, "a launch template", "LaunchTemplateId"))
+    }
+
+    /// The launch template called `name`, if there is one.
+    async fn template_named(&self, name: &str) -> CloudResult<Option<LaunchTemplate>> {
+        let out = self
+            .client
+            .describe_launch_templates()
+            .launch_template_names(name)
+            .send()
+            .await
+            .map_err(self.endpoint.on(DESCRIBE_LAUNCH_TEMPLATES));
+        match out {
+            Ok(out) => Ok(out
+                .launch_templates()
+                .iter()
+                .find(|t| t.launch_template_name() == Some(name))
+                .cloned()),
+            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) async fn launch_template_version(
@@ -226,29 +239,16 @@ impl Ec2 {
         &self,
         name: &str,
     ) -> CloudResult<Option<(String, BTreeMap<String, String>)>> {
-        let op = DESCRIBE_LAUNCH_TEMPLATES;
-        let out = self
-            .client
-            .describe_launch_templates()
-            .launch_template_names(name)
-            .send()
-            .await
-            .map_err(self.endpoint.on(op));
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if e.kind == CloudErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let Some(template) = out
-            .launch_templates()
-            .iter()
-            .find(|t| t.launch_template_name() == Some(name))
-        else {
+        let Some(template) = self.template_named(name).await? else {
             return Ok(None);
         };
-        let id = template
-            .launch_template_id()
-            .ok_or_else(|| missing(op, "a launch template", "LaunchTemplateId"))?;
+        let id = template.launch_template_id().ok_or_else(|| {
+            missing(
+                DESCRIBE_LAUNCH_TEMPLATES,
+                "a launch template",
+                "LaunchTemplateId",
+            )
+        })?;
         let tags = template
             .tags()
             .iter()

@@ -121,6 +121,11 @@ impl LockRecord {
         })
     }
 
+    /// Who holds it and for what, e.g. `ci@build-7 (pid 4242) running `greenlight deploy``.
+    pub fn holder_and_command(&self) -> String {
+        format!("{} running `greenlight {}`", self.holder, self.command)
+    }
+
     /// One line for people: who, what, since when, until when.
     pub fn describe(&self) -> String {
         format!(

@@ -1,11 +1,13 @@
 //! `greenlight abort`: stop the release in progress, in any strategy and at any stage. When
 //! another runner is driving that release (it holds the lock), abort leaves a request on the
-//! release's fleet and waits for that runner to carry it out.
+//! release's fleet and waits for that runner to carry it out, or for the lock to come free and
+//! then does it itself.
 
 use std::time::Duration;
 
 use crate::core::cloud::{Cloud, CloudErrorKind};
 use crate::core::decide::{Decision, Done, decide_abort, in_progress, live};
+use crate::core::lock::LockRecord;
 use crate::core::observed::Observed;
 use crate::core::router::Slot;
 use crate::core::tags::{self, timestamp};
@@ -15,11 +17,16 @@ use super::context::Context;
 use super::driver::{Ending, Options};
 use super::events::{Event, Reporter};
 use super::failure::Failure;
+use super::lease::Lease;
 use super::observe::observe;
 use super::preflight::check_resources;
 
 /// How long `abort` waits for the runner holding the lock to carry out its request.
 pub const HANDOVER_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The commands whose runners act on an abort request left on a release's fleet: the ones that
+/// drive a release.
+pub const DRIVERS: [&str; 2] = ["deploy", "promote"];
 
 /// How an abort ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,14 +54,17 @@ pub async fn abort<C: Cloud, K: Clock>(
         .map_err(Failure::cloud(false))?;
     let by = ctx.holder.to_string();
     match decide_abort(ctx.spec, &observed, ctx.clock.now(), &by) {
-        Decision::Refuse(refusal) => Err(refusal.into()),
-        Decision::Done(Done::NothingInProgress { release, slot }) => Ok(finish(
-            reporter,
-            Aborted::NothingInProgress {
-                live: release,
-                slot,
-            },
-        )),
+        Decision::Refuse(refusal) => ctx.unless_locked(Err(refusal.into())).await,
+        Decision::Done(Done::NothingInProgress { release, slot }) => {
+            ctx.unless_locked(Ok(())).await?;
+            Ok(finish(
+                reporter,
+                Aborted::NothingInProgress {
+                    live: release,
+                    slot,
+                },
+            ))
+        }
         _ => stop_release(ctx, reporter, "abort").await,
     }
 }
@@ -66,20 +76,33 @@ pub(super) async fn stop_release<C: Cloud, K: Clock>(
     reporter: &mut dyn Reporter,
     command: &str,
 ) -> Result<Aborted, Failure> {
-    let mut lease = match ctx.lock(command).await {
-        Ok(lease) => lease,
-        Err(Failure::Busy(busy)) => return hand_over(ctx, reporter, busy).await,
-        Err(other) => return Err(other),
-    };
+    match ctx.lock(command).await {
+        Ok(lease) => stop_holding(ctx, reporter, lease, command).await,
+        Err(Failure::Locked(lock)) => hand_over(ctx, reporter, command, *lock).await,
+        Err(other) => Err(other),
+    }
+}
+
+/// Stops the release in progress, holding the lock.
+async fn stop_holding<C: Cloud, K: Clock>(
+    ctx: &Context<'_, C, K>,
+    reporter: &mut dyn Reporter,
+    mut lease: Lease,
+    command: &str,
+) -> Result<Aborted, Failure> {
     let by = ctx.holder.to_string();
+    let hint = if command == "rollback" {
+        "re-run `greenlight rollback` to finish stopping the release"
+    } else {
+        "re-run `greenlight abort` to finish stopping the release"
+    };
     let mut driver = ctx.driver(reporter, &mut lease);
     let ending = driver
         .drive(
             |observed, now| decide_abort(ctx.spec, observed, now, &by),
             Options {
-                stop_at_gate: false,
-                end_on_failure: false,
-                resume_hint: "re-run `greenlight abort` to finish stopping the release",
+                resume_hint: hint,
+                ..Options::default()
             },
         )
         .await;
@@ -125,20 +148,26 @@ fn finish(reporter: &mut dyn Reporter, aborted: Aborted) -> Aborted {
     aborted
 }
 
-/// Another runner holds the lock: if it is driving a release, ask it to stop that release
-/// (a tag on the release's fleet it reads every pass) and wait until it has.
+/// Another runner holds the lock. If it drives the release in progress, ask it to stop that
+/// release (a tag on the release's fleet it reads every pass) and wait until it has, or until
+/// the lock comes free (it finished, or stopped at a gate) and stop the release here.
 async fn hand_over<C: Cloud, K: Clock>(
     ctx: &Context<'_, C, K>,
     reporter: &mut dyn Reporter,
-    busy: String,
+    command: &str,
+    lock: LockRecord,
 ) -> Result<Aborted, Failure> {
     let spec = ctx.spec;
+    if !DRIVERS.contains(&lock.command.as_str()) {
+        // A rollback or an abort of its own holds it: nobody would read the request.
+        return Err(Failure::Locked(Box::new(lock)));
+    }
     let observed = observe(ctx.cloud, spec)
         .await
         .map_err(Failure::cloud(false))?;
     let live = live(spec, &observed)?;
     let Some(green) = in_progress(spec, &observed, &live) else {
-        return Err(Failure::Busy(busy));
+        return Err(Failure::Locked(Box::new(lock)));
     };
     let release = green.release();
     let fleet = green.occupant.fleet.name.clone();
@@ -148,12 +177,12 @@ async fn hand_over<C: Cloud, K: Clock>(
         .await
         .map_err(|e| match e.kind {
             // The fleet went away meanwhile: whoever holds the lock finished with it.
-            CloudErrorKind::NotFound => Failure::Busy(busy.clone()),
+            CloudErrorKind::NotFound => Failure::Locked(Box::new(lock.clone())),
             _ => Failure::cloud(true)(e),
         })?;
     reporter.report(&Event::AbortRequested {
         release: release.clone(),
-        driver: busy.clone(),
+        driver: lock.holder_and_command(),
     });
     let deadline = ctx.clock.now() + HANDOVER_PATIENCE;
     let mut wait = spec.health.interval;
@@ -162,7 +191,8 @@ async fn hand_over<C: Cloud, K: Clock>(
             return Err(Failure::Interrupted {
                 signal,
                 state: format!("the abort request on release {release} stays"),
-                resume: "the running deploy will still stop it".into(),
+                resume: "a running deploy will still stop it; else re-run `greenlight abort`"
+                    .into(),
             });
         }
         ctx.clock.sleep(wait).await;
@@ -182,10 +212,20 @@ async fn hand_over<C: Cloud, K: Clock>(
                 )));
             }
         }
+        // The runner may have let go without acting (it stopped at a gate, or died): then the
+        // request is this command's to carry out.
+        if ctx.held_by_another().await?.is_none() {
+            match ctx.lock(command).await {
+                Ok(lease) => return stop_holding(ctx, reporter, lease, command).await,
+                Err(Failure::Locked(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
         if ctx.clock.now() >= deadline {
             return Err(Failure::Busy(format!(
-                "asked the runner holding the lock to abort release {release} (a \
-                 greenlight:abort tag on fleet {fleet}), and it has not yet; {busy}"
+                "asked {} to abort release {release} (a greenlight:abort tag on fleet {fleet}), \
+                 and it has not yet; it still holds the lock",
+                lock.holder
             )));
         }
     }

@@ -36,6 +36,27 @@ impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
         .await
     }
 
+    /// The lock, when another runner holds it (and may not be taken over).
+    pub async fn held_by_another(&self) -> Result<Option<crate::core::lock::LockRecord>, Failure> {
+        super::lease::held_by_another(
+            self.cloud,
+            self.spec,
+            self.holder,
+            self.clock.now(),
+            self.alive,
+        )
+        .await
+    }
+
+    /// What a command that decided to change nothing reports: its own answer, unless another
+    /// runner holds the lock and may be changing things right now (then: busy, naming it).
+    pub async fn unless_locked<T>(&self, answer: Result<T, Failure>) -> Result<T, Failure> {
+        match self.held_by_another().await? {
+            Some(lock) => Err(Failure::Locked(Box::new(lock))),
+            None => answer,
+        }
+    }
+
     /// Hands the lock back; a failure to do so is a warning (the lock expires on its own).
     pub async fn unlock(&self, lease: Lease, reporter: &mut dyn Reporter) {
         let expires = lease.record().expires_at;

@@ -46,10 +46,12 @@ pub async fn deploy<C: Cloud, K: Clock>(
     options: DeployOptions,
 ) -> Result<Released, Failure> {
     let spec = ctx.spec;
-    let observed = check_deploy(ctx.cloud, spec, request).await?;
+    check_deploy(ctx.cloud, spec, request).await?;
     let mut lease = ctx.lock("deploy").await?;
-    if let Ok(live) = live(spec, &observed) {
-        reporter.report(&Event::DeployStarted {
+    // Where the deploy starts from, as the first observation under the lock shows it.
+    let started = |observed: &crate::core::observed::Observed| {
+        let live = live(spec, observed).ok()?;
+        Some(Event::DeployStarted {
             service: spec.service.to_string(),
             release: request.release.to_string(),
             live_release: live.occupant.release(),
@@ -58,8 +60,8 @@ pub async fn deploy<C: Cloud, K: Clock>(
             idle_target_group: spec.slots.get(live.slot.other()).clone(),
             strategy: request.plan.strategy,
             plan: request.plan.encode(),
-        });
-    }
+        })
+    };
     let health_deadline = ctx.clock.now() + spec.health.timeout;
     let mut driver = ctx.driver(reporter, &mut lease);
     let ending = driver
@@ -79,12 +81,23 @@ pub async fn deploy<C: Cloud, K: Clock>(
                 stop_at_gate: options.no_wait,
                 end_on_failure: true,
                 resume_hint: "re-run the same deploy to resume, or `greenlight abort` to stop the release",
+                announce: Some(&started),
             },
         )
         .await;
     let flipped = driver.moved_traffic;
     ctx.unlock(lease, reporter).await;
-    match ending? {
+    released(reporter, ending?, flipped, "deploy")
+}
+
+/// How a drive of a release ended, reported, for `deploy` and for `promote` when it drives.
+pub(super) fn released(
+    reporter: &mut dyn Reporter,
+    ending: Ending,
+    flipped: bool,
+    command: &str,
+) -> Result<Released, Failure> {
+    match ending {
         Ending::Done(Done::Live { release, slot }) => {
             reporter.report(&Event::Released {
                 release: release.clone(),
@@ -97,9 +110,6 @@ pub async fn deploy<C: Cloud, K: Clock>(
                 paused_at: None,
             })
         }
-        Ending::Done(other) => Err(Failure::NeedsAttention(format!(
-            "the deploy ended unexpectedly: {other:?}"
-        ))),
         Ending::Paused(WaitReason::Gate {
             release,
             step,
@@ -118,9 +128,9 @@ pub async fn deploy<C: Cloud, K: Clock>(
                 paused_at: Some((step, weight)),
             })
         }
-        Ending::Paused(other) => Err(Failure::NeedsAttention(format!(
-            "the deploy paused unexpectedly: {other:?}"
-        ))),
         Ending::Failed { release, reasons } => Err(Failure::ReleaseFailed { release, reasons }),
+        other => Err(Failure::NeedsAttention(format!(
+            "the {command} ended unexpectedly: {other:?}"
+        ))),
     }
 }

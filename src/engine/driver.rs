@@ -43,8 +43,8 @@ pub enum Ending {
 }
 
 /// What the caller wants from a drive.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+#[derive(Clone, Copy, Default)]
+pub struct Options<'a> {
     /// Return [`Ending::Paused`] at a manual gate instead of waiting for `promote`.
     pub stop_at_gate: bool,
     /// Return [`Ending::Failed`] as soon as a release is failed (a deploy); otherwise go on until
@@ -52,6 +52,9 @@ pub struct Options {
     pub end_on_failure: bool,
     /// What to tell a person who stops the run with a signal, e.g. "re-run the same deploy".
     pub resume_hint: &'static str,
+    /// An event to report from the first observation made while holding the lock (where the
+    /// command starts from), if any.
+    pub announce: Option<&'a dyn Fn(&Observed) -> Option<Event>>,
 }
 
 /// Everything a drive needs, borrowed from the command.
@@ -102,8 +105,9 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
     pub async fn drive(
         &mut self,
         mut decide: impl FnMut(&Observed, SystemTime) -> Decision,
-        options: Options,
+        options: Options<'_>,
     ) -> Result<Ending, Failure> {
+        let mut announce = options.announce;
         let mut backoff = Backoff::new(self.spec.health.interval);
         let mut last_action: Option<Action> = None;
         let mut repeats = 0;
@@ -127,6 +131,9 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                 Err(error) => return Err(Failure::cloud(self.changed)(error)),
             };
             streak.end();
+            if let Some(event) = announce.take().and_then(|a| a(&observed)) {
+                self.reporter.report(&event);
+            }
             let now = self.clock.now();
             let decision = decide(&observed, now);
             if let (Decision::Act(_), Some(fleet)) = (&decision, health_wait.take()) {
@@ -258,7 +265,7 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
         });
     }
 
-    fn check_stop(&self, seen: Option<&Observed>, options: Options) -> Result<(), Failure> {
+    fn check_stop(&self, seen: Option<&Observed>, options: Options<'_>) -> Result<(), Failure> {
         let Some(signal) = self.stop.requested() else {
             return Ok(());
         };

@@ -68,7 +68,8 @@ pub enum Event {
         /// The step whose pause ended; absent with `--full`.
         step: Option<StepNumber>,
         full: bool,
-        /// `this process` or the holder of the lock, e.g. `ci@build-7 (pid 4242)`.
+        /// `this process`, or the runner holding the lock, e.g.
+        /// ``ci@build-7 (pid 4242) running `greenlight deploy` ``.
         driver: String,
     },
     /// `abort` (or `rollback` during a release) asked the running deploy to stop it.

@@ -2,6 +2,7 @@
 
 use crate::core::cloud::{CloudError, CloudErrorKind};
 use crate::core::decide::{Refusal, RefusalKind};
+use crate::core::lock::LockRecord;
 use crate::core::spec::ConfigError;
 use crate::core::twin::TwinError;
 
@@ -24,6 +25,14 @@ pub enum Failure {
     },
     #[error("{0}")]
     Busy(String),
+    /// Another runner holds the service's lock.
+    #[error(
+        "service {} is locked by {}; wait for it to finish, or if that run is gone, \
+         `greenlight unlock --force`",
+        .0.service,
+        .0.describe()
+    )]
+    Locked(Box<LockRecord>),
     #[error("{0}")]
     NeedsAttention(String),
     /// An AWS call failed. `changed` tells whether this run had already changed something, which

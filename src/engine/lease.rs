@@ -153,14 +153,7 @@ impl Lease {
                         .await
                         .map_err(Failure::cloud(false))?;
                 }
-                Contention::Busy => {
-                    return Err(Failure::Busy(format!(
-                        "service {} is locked by {}; wait for it to finish, or if that run is \
-                         gone, `greenlight unlock --force`",
-                        spec.service,
-                        existing.describe()
-                    )));
-                }
+                Contention::Busy => return Err(Failure::Locked(Box::new(existing))),
             }
         }
         Err(Failure::Busy(format!(
@@ -270,6 +263,20 @@ pub async fn force_unlock<C: Cloud>(cloud: &C, spec: &Spec) -> Result<Option<Loc
         acquired_at: SystemTime::UNIX_EPOCH,
         expires_at: SystemTime::UNIX_EPOCH,
     })))
+}
+
+/// The lock, when another runner holds it and may not be taken over: what a command that would
+/// change nothing reports instead, since that runner may be changing things right now.
+pub async fn held_by_another<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    me: &Holder,
+    now: SystemTime,
+    alive: impl Fn(u32) -> bool,
+) -> Result<Option<LockRecord>, Failure> {
+    Ok(current(cloud, spec).await?.filter(|lock| {
+        lock.holder.token != me.token && contention(lock, me, now, &alive) == Contention::Busy
+    }))
 }
 
 /// The service's lock as AWS has it now, for `status`.

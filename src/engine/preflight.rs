@@ -80,6 +80,7 @@ async fn check_target_group<C: Cloud>(
 }
 
 /// Everything `deploy` can check without changing anything; returns the observation it made.
+/// (What the deploy then does is decided again from what it sees once it holds the lock.)
 pub async fn check_deploy<C: Cloud>(
     cloud: &C,
     spec: &Spec,

@@ -4,12 +4,13 @@
 //! the next manual gate.
 
 use crate::core::cloud::Cloud;
-use crate::core::decide::{Clock as CoreClock, Done, WaitReason, decide_promote, decide_resume};
-use crate::core::plan::{Percent, StepNumber};
+use crate::core::decide::{Clock as CoreClock, Done, decide_promote, decide_resume};
 use crate::core::tags;
 
+use super::abort::DRIVERS;
 use super::clock::Clock;
 use super::context::Context;
+use super::deploy::{Released, released};
 use super::driver::{Ending, Options};
 use super::events::{Event, Reporter};
 use super::failure::Failure;
@@ -18,14 +19,8 @@ use super::preflight::check_resources;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Promotion {
-    /// This process drove the release to all traffic.
-    Live { release: String },
-    /// This process drove the release to its next manual gate.
-    Paused {
-        release: String,
-        step: StepNumber,
-        weight: Percent,
-    },
+    /// This process drove the release: to all traffic, or to its next manual gate.
+    Driven(Released),
     /// Another runner (`holder`) is driving the release and will act on the request.
     HandedOver { release: String, holder: String },
 }
@@ -40,17 +35,26 @@ pub async fn promote<C: Cloud, K: Clock>(
     let observed = observe(ctx.cloud, spec)
         .await
         .map_err(Failure::cloud(false))?;
-    let request = decide_promote(spec, &observed, full)?;
-    ctx.cloud
-        .tag_fleet(
-            &request.fleet,
-            &[(tags::PROMOTED.to_owned(), request.promoted.encode())],
-        )
-        .await
-        .map_err(Failure::cloud(true))?;
+    let request = match decide_promote(spec, &observed, full) {
+        Ok(request) => request,
+        // Nothing to promote now; but a runner holding the lock may be starting a release.
+        Err(refusal) => return ctx.unless_locked(Err(refusal.into())).await,
+    };
+    let write_request = || async {
+        ctx.cloud
+            .tag_fleet(
+                &request.fleet,
+                &[(tags::PROMOTED.to_owned(), request.promoted.encode())],
+            )
+            .await
+            .map_err(Failure::cloud(true))
+    };
     let mut lease = match ctx.lock("promote").await {
         Ok(lease) => lease,
-        Err(Failure::Busy(holder)) => {
+        // A deploy (or promote) drives the release: it acts on the request at its next pass.
+        Err(Failure::Locked(lock)) if DRIVERS.contains(&lock.command.as_str()) => {
+            write_request().await?;
+            let holder = lock.holder_and_command();
             reporter.report(&Event::Promoted {
                 release: request.release.clone(),
                 step: request.step,
@@ -62,8 +66,13 @@ pub async fn promote<C: Cloud, K: Clock>(
                 holder,
             });
         }
+        // Anything else (an abort, a rollback) would never read the request.
         Err(other) => return Err(other),
     };
+    if let Err(failure) = write_request().await {
+        ctx.unlock(lease, reporter).await;
+        return Err(failure);
+    }
     reporter.report(&Event::Promoted {
         release: request.release.clone(),
         step: request.step,
@@ -88,41 +97,24 @@ pub async fn promote<C: Cloud, K: Clock>(
                 stop_at_gate: true,
                 end_on_failure: true,
                 resume_hint: "re-run `greenlight promote` to carry on, or `greenlight abort`",
+                announce: None,
             },
         )
         .await;
     let flipped = driver.moved_traffic;
     ctx.unlock(lease, reporter).await;
-    match ending? {
-        Ending::Done(Done::Live { release, slot }) => {
-            reporter.report(&Event::Released {
-                release: release.clone(),
-                slot,
-                flipped,
+    let ending = match ending? {
+        // The release went away (aborted) between the request and the lock: not promoted.
+        Ending::Done(Done::Live { release, .. }) if release != request.release => {
+            return Err(Failure::ReleaseFailed {
+                release: request.release,
+                reasons: vec![format!(
+                    "it is no longer in progress (stopped before this promote took over); \
+                     release {release} is live"
+                )],
             });
-            Ok(Promotion::Live { release })
         }
-        Ending::Paused(WaitReason::Gate {
-            release,
-            step,
-            of,
-            weight,
-        }) => {
-            reporter.report(&Event::Paused {
-                release: release.clone(),
-                step,
-                of,
-                weight,
-            });
-            Ok(Promotion::Paused {
-                release,
-                step,
-                weight,
-            })
-        }
-        Ending::Failed { release, reasons } => Err(Failure::ReleaseFailed { release, reasons }),
-        other => Err(Failure::NeedsAttention(format!(
-            "the promotion ended unexpectedly: {other:?}"
-        ))),
-    }
+        other => other,
+    };
+    released(reporter, ending, flipped, "promotion").map(Promotion::Driven)
 }

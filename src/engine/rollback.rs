@@ -58,7 +58,13 @@ pub async fn rollback<C: Cloud, K: Clock>(
     let releasing = live(spec, &observed)
         .ok()
         .is_some_and(|l| in_progress(spec, &observed, &l).is_some());
-    match decide_rollback(spec, &observed, ctx.clock.now(), to, &by) {
+    let decision = decide_rollback(spec, &observed, ctx.clock.now(), to, &by);
+    if !matches!(decision, Decision::Act(_) | Decision::Wait(_)) {
+        // Nothing to do, or a refusal: unless a runner holding the lock is changing things
+        // right now, which makes this observation stale.
+        ctx.unless_locked(Ok(())).await?;
+    }
+    match decision {
         Decision::Refuse(refusal) => return Err(refusal.into()),
         Decision::Done(Done::AlreadyRolledBack {
             release,
@@ -95,7 +101,7 @@ pub async fn rollback<C: Cloud, K: Clock>(
     let mut lease = match ctx.lock("rollback").await {
         Ok(lease) => lease,
         // A release in progress elsewhere: rollback means stopping it, through its runner.
-        Err(Failure::Busy(_)) if releasing => {
+        Err(Failure::Locked(_)) if releasing => {
             return stop_release(ctx, reporter, "rollback")
                 .await
                 .map(RolledBack::Aborted);
@@ -107,10 +113,10 @@ pub async fn rollback<C: Cloud, K: Clock>(
         .drive(
             |observed, now| decide_rollback(spec, observed, now, to, &by),
             Options {
-                stop_at_gate: false,
                 // A release in progress was stopped: that is this rollback's end.
                 end_on_failure: true,
                 resume_hint: "re-run `greenlight rollback` to finish it (it will not flip back)",
+                ..Options::default()
             },
         )
         .await;

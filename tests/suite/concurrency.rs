@@ -978,8 +978,6 @@ fn two_deploys_of_different_releases_at_once_one_wins_the_other_is_busy() {
 ///   `deploy_started` event still describes what it saw before the lock (live v2 in slot b,
 ///   idle slot a) while it then retires v2 and creates v3 in slot b.
 #[test]
-#[ignore = "bug: a rollback during a deploy's retire→create window exits 5 (nothing to roll back \
-            to) instead of 4 naming the deploy that holds the lock"]
 fn deploy_and_rollback_at_once_at_offsets_0_to_100ms() {
     let s = session();
     if skip_without_hooks(&s) {
@@ -1201,8 +1199,6 @@ fn two_rollbacks_at_once_flip_once() {
 ///   that is gone: nobody acts on the request, abort ends with exit 4 and the release stays at
 ///   50% with `greenlight:abort` set until someone runs `abort` again.
 #[test]
-#[ignore = "bug: promote exits 0 handing its request to an abort that holds the lock; an abort \
-            that asked a promote to stop waits 120 s after that promote stopped at the next gate"]
 fn promote_and_abort_at_once_on_a_manual_gate() {
     let s = session();
     if skip_without_hooks(&s) {

@@ -13,7 +13,7 @@ use greenlight::core::plan::Strategy;
 use greenlight::core::tags;
 use greenlight::engine::abort::{Aborted, abort};
 use greenlight::engine::clock::Clock;
-use greenlight::engine::deploy::{DeployOptions, deploy};
+use greenlight::engine::deploy::{DeployOptions, Released, deploy};
 use greenlight::engine::events::{Event, Recorder};
 use greenlight::engine::failure::Failure;
 use greenlight::engine::lease::force_unlock;
@@ -137,14 +137,20 @@ fn a_manual_gate_waits_and_promote_drives_when_no_deploy_runs() {
     // Nobody waits: promote takes the lock and drives to the next gate.
     let promoted = w.promote(false).unwrap();
     assert!(
-        matches!(&promoted, Promotion::Paused { step, .. } if step.0 == 2),
+        matches!(&promoted, Promotion::Driven(Released { paused_at: Some((step, _)), .. }) if step.0 == 2),
         "{promoted:?}"
     );
     assert_eq!(w.share_of_b(), 25);
     // A promote of step 1 does not end step 2's pause.
     assert_eq!(w.tag("checkout-v2", tags::STEP).as_deref(), Some("2"));
 
-    assert!(matches!(w.promote(false).unwrap(), Promotion::Live { .. }));
+    assert!(matches!(
+        w.promote(false).unwrap(),
+        Promotion::Driven(Released {
+            paused_at: None,
+            ..
+        })
+    ));
     assert_eq!(w.live_target_group(), tg(sample::TG_B));
     assert_eq!(shares_of_b(&w), [0, 25, 100]);
     w.assert_safe();
@@ -159,7 +165,13 @@ fn promote_full_skips_every_remaining_step() {
         .0
         .unwrap();
     assert_eq!(w.share_of_b(), 5);
-    assert!(matches!(w.promote(true).unwrap(), Promotion::Live { .. }));
+    assert!(matches!(
+        w.promote(true).unwrap(),
+        Promotion::Driven(Released {
+            paused_at: None,
+            ..
+        })
+    ));
     assert_eq!(shares_of_b(&w), [0, 5, 100]);
     w.assert_safe();
 }
@@ -423,7 +435,13 @@ fn green_follows_the_live_fleet_when_it_grows_during_a_canary() {
     // Blue's own scaling takes it to 4 while it shares the traffic.
     w.cloud.scale(sample::BLUE, 4);
     w.clock.advance(Duration::from_secs(120));
-    assert!(matches!(w.promote(false).unwrap(), Promotion::Live { .. }));
+    assert!(matches!(
+        w.promote(false).unwrap(),
+        Promotion::Driven(Released {
+            paused_at: None,
+            ..
+        })
+    ));
     assert_eq!(w.cloud.summary("checkout-v2").unwrap().capacity.desired, 4);
     assert!(
         w.cloud.calls().iter().any(|c| c == "set_capacity"),
@@ -451,7 +469,13 @@ fn blue_green_with_a_gate_before_the_flip() {
     );
     assert_eq!(w.live_target_group(), tg(sample::TG_A));
     assert!(w.cloud.summary("checkout-v2").is_some());
-    assert!(matches!(w.promote(false).unwrap(), Promotion::Live { .. }));
+    assert!(matches!(
+        w.promote(false).unwrap(),
+        Promotion::Driven(Released {
+            paused_at: None,
+            ..
+        })
+    ));
     assert_eq!(w.live_target_group(), tg(sample::TG_B));
     w.assert_safe();
 }

@@ -2,6 +2,8 @@
 //! healthy, then move through its plan one step per pass (argo-rollouts' canary reconciler in
 //! miniature). Shared by `deploy` and by `promote` when no deploy is running.
 
+use std::time::SystemTime;
+
 use super::abort::stop;
 use super::situation::{InProgress, Live};
 use super::{Action, Clock, Decision, Refusal, RefusalKind, Wait, WaitReason};
@@ -104,54 +106,23 @@ pub(super) fn advance(
     match green.occupant.phase() {
         Some(Phase::Provisioning) if green.weight > Percent::ZERO => {
             // The first shift landed and its record did not (a crash between the two).
-            match plan.step_with_weight(green.weight) {
-                Some(n) if health.ready() => Ok(move_to(spec, observed, live, green, &plan, n)),
-                Some(_) if health.healthy == 0 => stop(
-                    spec,
-                    observed,
-                    live,
-                    green,
-                    format!(
-                        "release {} took {} of the traffic with no healthy target: {}",
-                        green.release(),
-                        green.weight,
-                        health.progress()
-                    ),
-                ),
-                Some(_) => {
-                    let deadline = green
-                        .occupant
-                        .tags
-                        .health_deadline
-                        .unwrap_or(clock.health_deadline);
-                    if clock.now >= deadline {
-                        return stop(
-                            spec,
-                            observed,
-                            live,
-                            green,
-                            format!(
-                                "release {} was not fully healthy again in time: {}",
-                                green.release(),
-                                health.progress()
-                            ),
-                        );
-                    }
-                    Ok(Decision::Wait(Wait {
-                        until: Some(deadline),
-                        why: WaitReason::Health {
-                            fleet: fleet.clone(),
-                            health: health.clone(),
-                        },
-                    }))
-                }
-                None => Err(Refusal::attention(format!(
+            let Some(n) = plan.step_with_weight(green.weight) else {
+                return Err(Refusal::attention(format!(
                     "the router gives release {} {} of the traffic, which is no step of its \
                      plan; abort it with `greenlight abort`",
                     green.release(),
                     green.weight
-                ))),
+                )));
+            };
+            if health.ready() {
+                return Ok(move_to(spec, observed, live, green, &plan, n));
             }
+            let deadline = green
+                .occupant
+                .tags
+                .health_deadline
+                .unwrap_or(clock.health_deadline);
+            not_ready(spec, observed, live, green, deadline, clock.now)
         }
         Some(Phase::Provisioning) => {
             let deadline = green
@@ -241,41 +212,10 @@ fn releasing(
         )));
     }
     if !health.ready() {
-        if green.weight > Percent::ZERO && health.healthy == 0 {
-            return stop(
-                spec,
-                observed,
-                live,
-                green,
-                format!(
-                    "release {release} took {} of the traffic with no healthy target: {}",
-                    green.weight,
-                    health.progress()
-                ),
-            );
-        }
         // Hold the weight; a fleet replacing an instance is back within the health timeout.
         let since = tags.step_at.unwrap_or(clock.now);
         let deadline = since.checked_add(spec.health.timeout).unwrap_or(since);
-        if clock.now >= deadline {
-            return stop(
-                spec,
-                observed,
-                live,
-                green,
-                format!(
-                    "release {release} was not fully healthy again within [health] timeout: {}",
-                    health.progress()
-                ),
-            );
-        }
-        return Ok(Decision::Wait(Wait {
-            until: Some(deadline),
-            why: WaitReason::Health {
-                fleet: green.occupant.fleet.name.clone(),
-                health: health.clone(),
-            },
-        }));
+        return not_ready(spec, observed, live, green, deadline, clock.now);
     }
     let stable = live.occupant.fleet.capacity;
     let own = green.occupant.fleet.capacity;
@@ -320,6 +260,42 @@ fn releasing(
             },
         })),
     }
+}
+
+/// Green takes (or was about to take) traffic and is not fully healthy: with no healthy target
+/// at all it is stopped at once; otherwise it holds its weight until `deadline`, then stops.
+fn not_ready(
+    spec: &Spec,
+    observed: &Observed,
+    live: &Live<'_>,
+    green: &InProgress<'_>,
+    deadline: SystemTime,
+    now: SystemTime,
+) -> Result<Decision, Refusal> {
+    let health = &green.occupant.health;
+    let release = green.release();
+    if green.weight > Percent::ZERO && health.healthy == 0 {
+        let why = format!(
+            "release {release} took {} of the traffic with no healthy target: {}",
+            green.weight,
+            health.progress()
+        );
+        return stop(spec, observed, live, green, why);
+    }
+    if now >= deadline {
+        let why = format!(
+            "release {release} was not fully healthy again in time: {}",
+            health.progress()
+        );
+        return stop(spec, observed, live, green, why);
+    }
+    Ok(Decision::Wait(Wait {
+        until: Some(deadline),
+        why: WaitReason::Health {
+            fleet: green.occupant.fleet.name.clone(),
+            health: health.clone(),
+        },
+    }))
 }
 
 /// The refusal for a release that is not this command's to drive.
