@@ -3385,7 +3385,7 @@ fn resume_drives_the_release_in_progress_without_a_request() {
                 vec![ours("v2", Phase::Provisioning).serving(2)],
             ),
             needs_attention(&[
-                "release v2 (fleet checkout-v2) records no readable plan (tag greenlight:plan)",
+                "release v2 (fleet checkout-v2) records no plan (tag greenlight:plan)",
                 "greenlight abort",
             ]),
         ),
@@ -3426,9 +3426,23 @@ fn applied(mut observed: Observed, action: &Action, now: SystemTime) -> Observed
         tags::HEALTH_DEADLINE,
     ];
     match action {
-        Action::JoinRouter { write, .. }
-        | Action::Flip { write, .. }
-        | Action::RouteBack { write, .. } => {
+        Action::JoinRouter { write, .. } | Action::Flip { write, .. } => {
+            observed.router.action = RouterAction::Forward {
+                forwards: write.forwards.clone(),
+            };
+        }
+        Action::RouteBack {
+            fleet,
+            reason,
+            write,
+            ..
+        } => {
+            // The reason is recorded on green before the traffic moves back.
+            set_tags(
+                fleet_mut(&mut observed, fleet),
+                &[(tags::ABORT, reason.clone())],
+                &[],
+            );
             observed.router.action = RouterAction::Forward {
                 forwards: write.forwards.clone(),
             };
@@ -3845,13 +3859,12 @@ fn an_aborted_canary_routes_back_fails_and_can_be_deployed_again() {
 // Bugs found in the core (ignored until fixed)
 // ---------------------------------------------------------------------------------------------
 
-/// The automatic abort (green lost every healthy target while taking traffic) routes the
-/// traffic back and records nothing. At a step, the next pass of the same deploy refuses,
-/// saying someone changed the router: the release is never failed and stays at full capacity,
-/// `releasing`. From `provisioning`, it is provisioning again and takes traffic once healthy.
+/// The automatic abort (green lost every healthy target while taking traffic) records why on
+/// green, then routes the traffic back; the next pass fails the release for that reason, at a
+/// step and from `provisioning` alike, and never mistakes the 0% for someone's router edit nor
+/// lets green take traffic again once it recovers.
 #[test]
-#[ignore = "bug: an automatic RouteBack leaves no record: at a step the next pass refuses ('someone changed the router'), from provisioning the release takes traffic again; never FailRelease"]
-fn bug_an_automatic_route_back_is_never_finished() {
+fn an_automatic_route_back_is_finished_by_failing_the_release() {
     let spec = spec();
     let start = split_in(
         Slot::A,
@@ -3894,12 +3907,10 @@ fn bug_an_automatic_route_back_is_never_finished() {
 }
 
 /// A crash between a shift's router call and its step tag, after which green loses every
-/// healthy target: the share is the next step's, so it is no stranger's split, yet instead of
-/// routing back (green takes 25% with no healthy target) the deploy refuses and blames someone
-/// for changing the router. Partly unhealthy, it refuses too instead of waiting for health.
+/// healthy target: the share is the next step's, so it is greenlight's own split, and green
+/// taking 25% with no healthy target is routed back; partly unhealthy, it waits for health.
 #[test]
-#[ignore = "bug: share == next step's weight and green not ready → refusal ('someone changed the router') instead of RouteBack/Wait(Health)"]
-fn bug_a_crash_between_route_and_tag_then_green_down_is_not_routed_back() {
+fn a_crash_between_route_and_tag_then_green_down_is_routed_back() {
     let spec = spec();
     let down = split_in(
         Slot::A,
@@ -3932,12 +3943,10 @@ fn bug_a_crash_between_route_and_tag_then_green_down_is_not_routed_back() {
 }
 
 /// A plan tag that is there but unreadable (hand-edited, or written by a newer greenlight) is
-/// treated like no plan tag at all (a release from before plans), so `deploy` drives the
-/// release with the plan it is asked for now: here a recorded gate before the flip is skipped.
-/// `ReleaseTags::plan_unreadable` is parsed and never read.
+/// not treated like no plan tag at all (a release from before plans): following the plan asked
+/// for now could skip a recorded gate, so `deploy` refuses instead.
 #[test]
-#[ignore = "bug: an unreadable greenlight:plan tag is silently replaced by the requested plan (plan_unreadable is never read)"]
-fn bug_an_unreadable_plan_is_replaced_by_the_requested_one() {
+fn an_unreadable_plan_is_not_replaced_by_the_requested_one() {
     let observed = live_in(
         Slot::A,
         vec![stable()],
@@ -3955,13 +3964,11 @@ fn bug_an_unreadable_plan_is_replaced_by_the_requested_one() {
     );
 }
 
-/// MatchCapacity keeps green "never smaller than the share it takes or will take", but only
-/// at a step: from `provisioning` a blue/green release flips all traffic to a green that is
-/// smaller than the live fleet grew to meanwhile (a canary's first shift, or a Restage of a
-/// warm release, likewise).
+/// MatchCapacity keeps green never smaller than the share it takes or will take, from
+/// `provisioning` too: a blue/green release whose live fleet grew meanwhile grows green first,
+/// and flips only then (a canary's first shift, or a Restage of a warm release, likewise).
 #[test]
-#[ignore = "bug: the flip from provisioning skips MatchCapacity; green takes 100% with fewer instances than the live fleet"]
-fn bug_a_flip_from_provisioning_skips_match_capacity() {
+fn green_matches_the_live_fleet_before_a_flip_from_provisioning() {
     let observed = live_in(
         Slot::A,
         vec![ours("v1", Phase::Live).image(AMI_1).serving(4)],
@@ -4577,8 +4584,20 @@ fn deploy_decision_is_safe(spec: &Spec, s: &Scenario) -> Result<(), TestCaseErro
             prop_assert_eq!(plan.steps[0].weight.get(), 0);
             prop_assert_eq!((*step, *of), (StepNumber(1), plan.len()));
         }
-        Action::RouteBack { fleet, .. } | Action::MatchCapacity { fleet, .. } => {
-            // Both need a release at a step, which these observations never record.
+        Action::MatchCapacity { fleet, capacity } => {
+            // Green ready in the idle slot and smaller than the live fleet: it grows to match
+            // before it takes any traffic, and never shrinks.
+            check_idle_only(observed, fleet)?;
+            prop_assert!(names_idle_fleet(fleet));
+            let idle = idle_fleet.expect("idle");
+            prop_assert!(obviously_ready(idle, idle_targets));
+            let live_fleet = sole(observed, live).expect("a live fleet");
+            prop_assert!(live_fleet.capacity.desired > idle.capacity.desired);
+            prop_assert_eq!(capacity.desired, live_fleet.capacity.desired);
+            prop_assert!(capacity.max >= capacity.desired);
+        }
+        Action::RouteBack { fleet, .. } => {
+            // Needs a release taking traffic, which these observations never record.
             return Err(TestCaseError::fail(format!(
                 "{} on {fleet} without a recorded step",
                 action.name()
@@ -5363,12 +5382,7 @@ fn canary_decision_is_safe(
             } else {
                 c.step().map_or(0, |n| n + 1)
             };
-            // A known bug, pinned by `bug_a_provisioning_release_adopts_a_later_step_s_share`:
-            // from provisioning, a share of any later step is re-issued as that step.
-            let known_bug = provisioning && step.0 > 1 && after == before;
-            if !known_bug {
-                prop_assert_eq!(step.0, expected);
-            }
+            prop_assert_eq!(step.0, expected);
             prop_assert_eq!(*of, c.plan.len());
             prop_assert_eq!(Some(*weight), c.plan.step(*step).map(|s| s.weight));
         }
@@ -5832,16 +5846,11 @@ fn an_unsettled_rollback_is_told_apart_from_an_unsettled_deploy() {
     assert_eq!(settle(&spec, &settled, t0()), Ok(None));
 }
 
-/// While `provisioning`, a share of the router is taken for the first shift that landed
-/// without its record (fixed since), but any step's weight is accepted, not only step 1's: a
-/// split made by hand at a later step's weight is adopted as greenlight's and recorded as that
-/// step, skipping the steps before it. With a plan that starts at a manual gate (which never
-/// routes), nothing greenlight does leaves a provisioning release with traffic, yet a hand-made
-/// 10% is taken as step 2 and the gate nobody promoted is skipped. At `releasing` the same
-/// share (of a step that is not the next) is refused.
+/// While `provisioning`, only the first step's share is taken as greenlight's own (the first
+/// shift landed without its record); a split made by hand at a later step's weight is refused,
+/// so a manual gate nobody promoted is never skipped.
 #[test]
-#[ignore = "bug: a provisioning release with any step's weight (not only step 1's) is taken as a crashed first shift; a manual gate at step 1 is skipped"]
-fn bug_a_provisioning_release_adopts_a_later_step_s_share() {
+fn a_provisioning_release_takes_only_the_first_step_s_share_as_its_own() {
     let spec = spec();
     let gate_first = plan("canary 0@manual,10@5m,100");
     let observed = split_in(

@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(
             r.describe(),
             "ci@build-7 (pid 4242, GitHub Actions run acme/shop#42) running `greenlight deploy` \
-             since 2026-11-18T10:13:20Z (lock expires 2026-11-18T10:15:20Z unless renewed)"
+             since 2026-11-18T11:06:40Z (lock expires 2026-11-18T11:08:40Z unless renewed)"
         );
     }
 }

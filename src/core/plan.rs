@@ -139,6 +139,17 @@ impl Plan {
                     .into(),
             );
         }
+        let plan = Plan { strategy, steps };
+        let encoded = plan.encode();
+        if encoded.len() > super::tags::MAX_VALUE_LEN {
+            return Err(format!(
+                "is {} characters long written down, over the {} a tag holds; use fewer steps \
+                 or shorter pauses",
+                encoded.len(),
+                super::tags::MAX_VALUE_LEN
+            ));
+        }
+        let Plan { strategy, steps } = plan;
         for (n, pair) in steps.windows(2).enumerate() {
             if pair[1].weight <= pair[0].weight {
                 return Err(format!(
@@ -312,22 +323,19 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_plan_fits_in_a_tag() {
-        let mut steps: Vec<Step> = (0..MAX_STEPS as u8 - 1)
-            .map(|n| {
-                step(
-                    n * 5,
-                    Pause::For(Duration::from_secs(364 * 86_400 + 86_399)),
-                )
-            })
-            .collect();
-        steps.push(step(100, Pause::None));
-        let plan = Plan::new(Strategy::Canary, steps).unwrap();
-        assert!(
-            plan.encode().len() <= crate::core::tags::MAX_VALUE_LEN,
-            "{}",
-            plan.encode().len()
-        );
+    fn a_plan_is_refused_unless_it_fits_in_a_tag() {
+        let long = |pause: Duration| {
+            let mut steps: Vec<Step> = (0..MAX_STEPS as u8 - 1)
+                .map(|n| step(n * 5, Pause::For(pause)))
+                .collect();
+            steps.push(step(100, Pause::None));
+            Plan::new(Strategy::Canary, steps)
+        };
+        let err = long(Duration::from_secs(364 * 86_400 + 86_399)).unwrap_err();
+        assert!(err.contains("a tag holds"), "{err}");
+        let plan = long(Duration::from_secs(600)).unwrap();
+        assert!(plan.encode().len() <= crate::core::tags::MAX_VALUE_LEN);
+        assert_eq!(Plan::decode(&plan.encode()), Some(plan));
     }
 
     #[test]

@@ -31,9 +31,21 @@ pub async fn apply<C: Cloud>(
 ) -> Result<Applied, Failure> {
     let cloud_err = Failure::cloud(true);
     match action {
-        Action::JoinRouter { write, .. }
-        | Action::Flip { write, .. }
-        | Action::RouteBack { write, .. } => {
+        Action::JoinRouter { write, .. } | Action::Flip { write, .. } => {
+            route(cloud, spec, write).await?;
+        }
+        Action::RouteBack {
+            fleet,
+            reason,
+            write,
+            ..
+        } => {
+            // Why, first: after traffic is back, the next pass fails the release for this
+            // reason instead of taking a green at 0% for a router someone changed.
+            cloud
+                .tag_fleet(fleet, &[(tags::ABORT.to_owned(), tags::clip(reason))])
+                .await
+                .map_err(cloud_err)?;
             route(cloud, spec, write).await?;
         }
         Action::Shift {

@@ -438,8 +438,17 @@ mod tests {
     use super::*;
     use crate::core::decide::Launch;
     use crate::core::names::{FleetName, ImageId, ReleaseName, TargetGroupArn};
-    use crate::core::router::Slot;
+    use crate::core::plan::{Pause, Percent, Plan, StepNumber, Strategy};
+    use crate::core::router::{RouterWrite, Slot, Stickiness, all_to, split};
     use crate::core::tags::Phase;
+
+    fn write(forwards: Vec<crate::core::router::Forward>) -> RouterWrite {
+        RouterWrite {
+            expected: Vec::new(),
+            forwards,
+            stickiness: Stickiness::Keep,
+        }
+    }
 
     fn tg(name: &str) -> TargetGroupArn {
         TargetGroupArn::parse(&format!(
@@ -457,8 +466,11 @@ mod tests {
             source: fleet("checkout-blue"),
             target_group: tg("checkout-b"),
             launch: Launch::Image(ImageId::parse("ami-12345678").unwrap()),
+            plan: Plan::blue_green(None),
+            health_deadline: SystemTime::UNIX_EPOCH,
         };
         let until = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let ten = Percent::new(10).unwrap();
         let cases: Vec<(Event, &[&str])> = vec![
             (
                 Event::DeployStarted {
@@ -468,9 +480,96 @@ mod tests {
                     live_slot: Slot::A,
                     live_target_group: tg("checkout-a"),
                     idle_target_group: tg("checkout-b"),
+                    strategy: Strategy::BlueGreen,
+                    plan: "bluegreen 100".into(),
                 },
                 &[
-                    "deploying checkout v2: live is v1 in checkout-a (slot a); the new release goes to checkout-b",
+                    "deploying checkout v2 (blue/green): live is v1 in checkout-a (slot a); the new release goes to checkout-b",
+                ],
+            ),
+            (
+                Event::DeployStarted {
+                    service: "checkout".into(),
+                    release: "v2".into(),
+                    live_release: "v1".into(),
+                    live_slot: Slot::A,
+                    live_target_group: tg("checkout-a"),
+                    idle_target_group: tg("checkout-b"),
+                    strategy: Strategy::Canary,
+                    plan: Plan::new(
+                        Strategy::Canary,
+                        vec![
+                            crate::core::plan::Step {
+                                weight: ten,
+                                pause: Pause::Manual,
+                            },
+                            crate::core::plan::Step {
+                                weight: Percent::ALL,
+                                pause: Pause::None,
+                            },
+                        ],
+                    )
+                    .unwrap()
+                    .encode(),
+                },
+                &[
+                    "deploying checkout v2 (canary 10@manual,100): live is v1 in checkout-a (slot a); the new release goes to checkout-b",
+                ],
+            ),
+            (
+                Event::Step {
+                    action: Action::Shift {
+                        fleet: fleet("checkout-v2"),
+                        release: "v2".into(),
+                        to: tg("checkout-b"),
+                        from: tg("checkout-a"),
+                        weight: ten,
+                        step: StepNumber(1),
+                        of: 2,
+                        write: write(split(&tg("checkout-b"), ten, &tg("checkout-a"))),
+                    },
+                },
+                &["step 1/2: shifting 10% of the traffic to checkout-b (release v2)"],
+            ),
+            (
+                Event::Gate {
+                    release: "v2".into(),
+                    step: StepNumber(1),
+                    of: 2,
+                    weight: ten,
+                },
+                &[
+                    "step 1/2: v2 takes 10%; waiting for `greenlight promote` (or `greenlight abort`)",
+                ],
+            ),
+            (
+                Event::Pause {
+                    release: "v2".into(),
+                    step: StepNumber(1),
+                    of: 2,
+                    weight: ten,
+                    until,
+                },
+                &[
+                    "step 1/2: v2 takes 10%; next step at 2026-11-18T11:06:40Z (or `greenlight promote`)",
+                ],
+            ),
+            (
+                Event::Aborted {
+                    release: "v2".into(),
+                    live_release: "v1".into(),
+                    slot: Slot::A,
+                },
+                &["✓ aborted release v2: v1 takes all traffic (slot a)"],
+            ),
+            (
+                Event::AlreadyRolledBack {
+                    release: "v1".into(),
+                    slot: Slot::A,
+                    from: "v2 at 2026-11-18T10:13:20Z".into(),
+                },
+                &[
+                    "✓ release v1 is live already (slot a): rolled back from v2 at 2026-11-18T10:13:20Z; nothing to do (`--to` picks a release explicitly)",
                 ],
             ),
             (
@@ -478,6 +577,7 @@ mod tests {
                     action: Action::JoinRouter {
                         target_group: tg("checkout-b"),
                         live: tg("checkout-a"),
+                        write: write(all_to(&tg("checkout-a"), &tg("checkout-b"))),
                     },
                 },
                 &[
@@ -507,6 +607,7 @@ mod tests {
                         release: "v1".into(),
                         until,
                         suspend: vec!["AlarmNotification".into()],
+                        rolled_back: false,
                     },
                 },
                 &[
@@ -555,6 +656,7 @@ mod tests {
                 from: tg("checkout-a"),
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
+                write: write(all_to(&tg("checkout-b"), &tg("checkout-a"))),
             },
         };
         let value = serde_json::to_value(&event).unwrap();

@@ -81,6 +81,33 @@ fn move_to(
     })
 }
 
+/// Why a release is being stopped, from its abort request: a person's (`by … at …`) or an
+/// automatic one (the reason itself, recorded before traffic was routed back).
+fn abort_reason(request: &str) -> String {
+    if request.starts_with("by ") {
+        format!("aborted {request}")
+    } else {
+        request.to_owned()
+    }
+}
+
+/// The live fleet grew (its own scaling) past green: green follows before taking any more
+/// traffic, so it is never smaller than the share it takes or is about to take.
+fn follow_capacity(live: &Live<'_>, green: &InProgress<'_>) -> Option<Decision> {
+    let stable = live.occupant.fleet.capacity;
+    let own = green.occupant.fleet.capacity;
+    (stable.desired > own.desired).then(|| {
+        Decision::Act(Action::MatchCapacity {
+            fleet: green.occupant.fleet.name.clone(),
+            capacity: Capacity {
+                min: own.min,
+                max: own.max.max(stable.desired),
+                desired: stable.desired,
+            },
+        })
+    })
+}
+
 /// The next step for a release in its `provisioning` or `releasing` phase.
 pub(super) fn advance(
     spec: &Spec,
@@ -91,83 +118,91 @@ pub(super) fn advance(
     fallback_plan: Option<&Plan>,
 ) -> Result<Decision, Refusal> {
     if let Some(request) = &green.occupant.tags.abort {
-        return stop(spec, observed, live, green, format!("aborted {request}"));
+        return stop(spec, observed, live, green, abort_reason(request));
     }
-    let plan = green.plan.clone().or_else(|| fallback_plan.cloned()).ok_or_else(|| {
-        Refusal::attention(format!(
-            "release {} (fleet {}) records no readable plan (tag greenlight:plan); abort it with \
+    let release = green.release();
+    if green.occupant.tags.plan_unreadable {
+        // Recorded by a newer greenlight (or by hand): following another plan could skip a gate.
+        return Err(Refusal::attention(format!(
+            "release {release} records a plan this greenlight cannot read (tag greenlight:plan); \
+             upgrade greenlight, or stop the release with `greenlight abort`"
+        )));
+    }
+    let plan = green
+        .plan
+        .clone()
+        .or_else(|| fallback_plan.cloned())
+        .ok_or_else(|| {
+            Refusal::attention(format!(
+                "release {release} (fleet {}) records no plan (tag greenlight:plan); abort it with \
              `greenlight abort`",
-            green.release(),
-            green.occupant.fleet.name
-        ))
-    })?;
+                green.occupant.fleet.name
+            ))
+        })?;
     let health = &green.occupant.health;
-    let fleet = &green.occupant.fleet.name;
     match green.occupant.phase() {
-        Some(Phase::Provisioning) if green.weight > Percent::ZERO => {
-            // The first shift landed and its record did not (a crash between the two).
-            let Some(n) = plan.step_with_weight(green.weight) else {
-                return Err(Refusal::attention(format!(
-                    "the router gives release {} {} of the traffic, which is no step of its \
-                     plan; abort it with `greenlight abort`",
-                    green.release(),
-                    green.weight
-                )));
-            };
-            if health.ready() {
-                return Ok(move_to(spec, observed, live, green, &plan, n));
-            }
-            let deadline = green
-                .occupant
-                .tags
-                .health_deadline
-                .unwrap_or(clock.health_deadline);
-            not_ready(spec, observed, live, green, deadline, clock.now)
-        }
         Some(Phase::Provisioning) => {
             let deadline = green
                 .occupant
                 .tags
                 .health_deadline
                 .unwrap_or(clock.health_deadline);
-            if health.ready() {
-                let first = plan.step(StepNumber(1)).expect("a plan has a first step");
-                if first.weight == Percent::ZERO {
-                    return Ok(Decision::Act(Action::Begin {
-                        fleet: fleet.clone(),
-                        release: green.release(),
-                        step: StepNumber(1),
-                        of: plan.len(),
+            let first = plan.step(StepNumber(1)).expect("a plan has a first step");
+            if green.weight > Percent::ZERO && green.weight != first.weight {
+                // Only the first shift can land before anything is recorded.
+                return Err(Refusal::attention(format!(
+                    "the router gives release {release} {} of the traffic, but it has not \
+                     started its plan; someone changed the router. Abort it with `greenlight \
+                     abort`",
+                    green.weight
+                )));
+            }
+            if !health.ready() {
+                if green.weight > Percent::ZERO {
+                    return not_ready(spec, observed, live, green, deadline, clock.now);
+                }
+                if clock.now >= deadline {
+                    let mut reasons = vec![format!("not healthy in time: {}", health.progress())];
+                    reasons.extend(unhealthy_descriptions(
+                        green.occupant.fleet,
+                        &observed.slot(green.slot).targets,
+                    ));
+                    return Ok(Decision::Act(Action::FailRelease {
+                        fleet: green.occupant.fleet.name.clone(),
+                        release,
+                        reasons,
                     }));
                 }
-                let full = green.occupant.tags.promoted == Some(Promoted::Full);
-                let n = if full { plan.last() } else { StepNumber(1) };
-                return Ok(move_to(spec, observed, live, green, &plan, n));
-            }
-            if clock.now >= deadline {
-                let mut reasons = vec![format!("not healthy in time: {}", health.progress())];
-                reasons.extend(unhealthy_descriptions(
-                    green.occupant.fleet,
-                    &observed.slot(green.slot).targets,
-                ));
-                return Ok(Decision::Act(Action::FailRelease {
-                    fleet: fleet.clone(),
-                    release: green.release(),
-                    reasons,
+                return Ok(Decision::Wait(Wait {
+                    until: Some(deadline),
+                    why: WaitReason::Health {
+                        fleet: green.occupant.fleet.name.clone(),
+                        health: health.clone(),
+                    },
                 }));
             }
-            Ok(Decision::Wait(Wait {
-                until: Some(deadline),
-                why: WaitReason::Health {
-                    fleet: fleet.clone(),
-                    health: health.clone(),
-                },
-            }))
+            if let Some(grow) = follow_capacity(live, green) {
+                return Ok(grow);
+            }
+            if green.weight > Percent::ZERO {
+                // The first shift landed and its record did not (a crash between the two).
+                return Ok(move_to(spec, observed, live, green, &plan, StepNumber(1)));
+            }
+            if first.weight == Percent::ZERO {
+                return Ok(Decision::Act(Action::Begin {
+                    fleet: green.occupant.fleet.name.clone(),
+                    release,
+                    step: StepNumber(1),
+                    of: plan.len(),
+                }));
+            }
+            let full = green.occupant.tags.promoted == Some(Promoted::Full);
+            let n = if full { plan.last() } else { StepNumber(1) };
+            Ok(move_to(spec, observed, live, green, &plan, n))
         }
         Some(Phase::Releasing) => releasing(spec, observed, live, green, &plan, clock),
         other => Err(Refusal::attention(format!(
-            "release {} is {}, not provisioning or releasing",
-            green.release(),
+            "release {release} is {}, not provisioning or releasing",
             other.map_or("untagged".to_owned(), |p| p.to_string())
         ))),
     }
@@ -184,23 +219,19 @@ fn releasing(
 ) -> Result<Decision, Refusal> {
     let tags = &green.occupant.tags;
     let release = green.release();
-    let n = tags
-        .step
-        .filter(|n| plan.step(*n).is_some())
-        .ok_or_else(|| {
-            Refusal::attention(format!(
-                "release {release} is releasing but records no step of its plan (tag \
-             greenlight:step); abort it with `greenlight abort`"
-            ))
-        })?;
+    let (Some(n), Some(step_at)) = (tags.step.filter(|n| plan.step(*n).is_some()), tags.step_at)
+    else {
+        return Err(Refusal::attention(format!(
+            "release {release} is releasing but records no step of its plan and when it began \
+             (tags greenlight:step, greenlight:step-at); abort it with `greenlight abort`"
+        )));
+    };
     let step = plan.step(n).expect("checked above");
-    let health = &green.occupant.health;
-    if green.weight != step.weight {
-        // The shift to the next step landed, and its record did not: record it now.
-        let next = StepNumber(n.0 + 1);
-        if plan.step(next).is_some_and(|s| s.weight == green.weight) && health.ready() {
-            return Ok(move_to(spec, observed, live, green, plan, next));
-        }
+    let next = StepNumber(n.0 + 1);
+    // The shift to the next step may have landed without its record (a crash between the two).
+    let landed_next =
+        green.weight != step.weight && plan.step(next).is_some_and(|s| s.weight == green.weight);
+    if green.weight != step.weight && !landed_next {
         return Err(Refusal::attention(format!(
             "the router gives release {release} {} of the traffic, but it is at step {n}/{} \
              ({}); someone changed the router. Abort with `greenlight abort`, or route it back \
@@ -211,34 +242,23 @@ fn releasing(
             step.weight
         )));
     }
+    let health = &green.occupant.health;
     if !health.ready() {
         // Hold the weight; a fleet replacing an instance is back within the health timeout.
-        let since = tags.step_at.unwrap_or(clock.now);
-        let deadline = since.checked_add(spec.health.timeout).unwrap_or(since);
+        let deadline = step_at.checked_add(spec.health.timeout).unwrap_or(step_at);
         return not_ready(spec, observed, live, green, deadline, clock.now);
     }
-    let stable = live.occupant.fleet.capacity;
-    let own = green.occupant.fleet.capacity;
-    if stable.desired > own.desired {
-        return Ok(Decision::Act(Action::MatchCapacity {
-            fleet: green.occupant.fleet.name.clone(),
-            capacity: Capacity {
-                min: own.min,
-                max: own.max.max(stable.desired),
-                desired: stable.desired,
-            },
-        }));
+    if landed_next {
+        return Ok(move_to(spec, observed, live, green, plan, next));
+    }
+    if let Some(grow) = follow_capacity(live, green) {
+        return Ok(grow);
     }
     let full = tags.promoted == Some(Promoted::Full);
     let promoted = tags.promoted.is_some_and(|p| p.ends(n));
-    let since = tags.step_at.unwrap_or(clock.now);
-    match pause_state(step.pause, since, promoted, clock.now) {
+    match pause_state(step.pause, step_at, promoted, clock.now) {
         PauseState::Over => {
-            let next = if full {
-                plan.last()
-            } else {
-                StepNumber(n.0 + 1)
-            };
+            let next = if full { plan.last() } else { next };
             Ok(move_to(spec, observed, live, green, plan, next))
         }
         PauseState::Until(end) => Ok(Decision::Wait(Wait {

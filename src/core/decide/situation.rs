@@ -4,7 +4,7 @@
 use super::Refusal;
 use crate::core::names::ServiceName;
 use crate::core::observed::{Observed, Occupancy, Occupant, crowded_message, foreign_fleet};
-use crate::core::plan::{Percent, Plan};
+use crate::core::plan::{Percent, Plan, StepNumber};
 use crate::core::router::{Routing, Slot};
 use crate::core::spec::Spec;
 use crate::core::tags::{self, Phase, ReleaseTags};
@@ -66,8 +66,9 @@ fn own_split(spec: &Spec, observed: &Observed) -> Option<Slot> {
         let green = releasing(observed, green_slot, &spec.service)?;
         let plan = green.tags.plan.as_ref()?;
         let share = observed.router.exact_percent(spec.slots.get(green_slot))?;
-        plan.step_with_weight(share)?;
-        Some(green_slot.other())
+        let n = plan.step_with_weight(share)?;
+        // Before its first step is recorded, only the first shift can have landed.
+        (green.phase() == Some(Phase::Releasing) || n == StepNumber(1)).then(|| green_slot.other())
     })
 }
 
