@@ -42,6 +42,9 @@ pub enum Ending {
     },
 }
 
+/// Makes the event that says where a command starts from, from its first observation.
+pub type Announce<'a> = dyn Fn(&Observed) -> Option<Event> + 'a;
+
 /// What the caller wants from a drive.
 #[derive(Clone, Copy, Default)]
 pub struct Options<'a> {
@@ -54,7 +57,7 @@ pub struct Options<'a> {
     pub resume_hint: &'static str,
     /// An event to report from the first observation made while holding the lock (where the
     /// command starts from), if any.
-    pub announce: Option<&'a dyn Fn(&Observed) -> Option<Event>>,
+    pub announce: Option<&'a Announce<'a>>,
 }
 
 /// Everything a drive needs, borrowed from the command.
