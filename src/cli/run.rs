@@ -192,7 +192,7 @@ fn deploy_request(
 }
 
 /// First SIGINT/SIGTERM: stop at the next safe point. A second one: exit at once.
-fn watch_signals(stop: Stop) {
+fn watch_signals(stop: Stop, format: Format) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -208,7 +208,11 @@ fn watch_signals(stop: Stop) {
                 _ = term.recv() => Signal::Terminate,
             };
             if stop.requested().is_some() {
-                eprintln!("error: {got} again: exiting now, not at a safe point");
+                let message = format!(
+                    "{got} again: exiting now, not at a safe point; `greenlight status` shows \
+                     where things stand, and re-running the command resumes"
+                );
+                let _ = fail(format, got.exit_code(), &message);
                 std::process::exit(i32::from(got.exit_code()));
             }
             eprintln!(
@@ -219,7 +223,7 @@ fn watch_signals(stop: Stop) {
     });
     #[cfg(not(unix))]
     {
-        let _ = stop;
+        let _ = (stop, format);
     }
 }
 
@@ -235,7 +239,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     check_region(&spec, cloud.region())?;
     let stop = Stop::new();
-    watch_signals(stop.clone());
+    watch_signals(stop.clone(), cli.output);
     let holder: Holder = holder_from_env();
     let ctx = Context {
         cloud: &cloud,

@@ -19,7 +19,6 @@ use super::events::{Event, Reporter};
 use super::failure::Failure;
 use super::lease::Lease;
 use super::observe::observe;
-use super::preflight::check_resources;
 
 /// How long `abort` waits for the runner holding the lock to carry out its request.
 pub const HANDOVER_PATIENCE: Duration = Duration::from_secs(120);
@@ -47,11 +46,8 @@ pub async fn abort<C: Cloud, K: Clock>(
     ctx: &Context<'_, C, K>,
     reporter: &mut dyn Reporter,
 ) -> Result<Aborted, Failure> {
-    check_resources(ctx.cloud, ctx.spec).await?;
     // Nothing in progress (or a state abort will not act on) changes nothing, not even the lock.
-    let observed = observe(ctx.cloud, ctx.spec)
-        .await
-        .map_err(Failure::cloud(false))?;
+    let observed = ctx.first_look().await?;
     let by = ctx.holder.to_string();
     match decide_abort(ctx.spec, &observed, ctx.clock.now(), &by) {
         Decision::Refuse(refusal) => ctx.unless_locked(Err(refusal.into())).await,

@@ -1,16 +1,22 @@
 //! What every command runs with: the cloud, the clock, the config, the stop signal, and who this
 //! runner is (for the lock).
 
-use crate::core::cloud::Cloud;
+use std::time::Duration;
+
+use crate::core::cloud::{Cloud, CloudErrorKind};
 use crate::core::lock::Holder;
 use crate::core::spec::Spec;
 
 use super::clock::Clock;
-use super::driver::Driver;
+use super::driver::{Driver, TRANSIENT_PATIENCE};
 use super::events::{Event, Reporter};
 use super::failure::Failure;
 use super::lease::Lease;
 use super::stop::Stop;
+
+/// How often releasing the lock is tried, and the first wait between tries.
+const RELEASE_TRIES: u32 = 4;
+const RELEASE_RETRY: Duration = Duration::from_millis(500);
 
 pub struct Context<'a, C, K> {
     pub cloud: &'a C,
@@ -25,14 +31,28 @@ pub struct Context<'a, C, K> {
 impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
     /// Takes the service's lock for `command`.
     pub async fn lock(&self, command: &str) -> Result<Lease, Failure> {
-        Lease::acquire(
-            self.cloud,
-            self.spec,
-            command,
-            self.holder,
-            self.clock.now(),
-            self.alive,
-        )
+        self.patiently(|| {
+            Lease::acquire(
+                self.cloud,
+                self.spec,
+                command,
+                self.holder,
+                self.clock.now(),
+                self.alive,
+            )
+        })
+        .await
+    }
+
+    /// The service's resources checked and one observation, before any change: ridden out
+    /// through throttling and 5xx like every read.
+    pub async fn first_look(&self) -> Result<crate::core::observed::Observed, Failure> {
+        self.patiently(|| async {
+            super::preflight::check_resources(self.cloud, self.spec).await?;
+            super::observe::observe(self.cloud, self.spec)
+                .await
+                .map_err(Failure::cloud(false))
+        })
         .await
     }
 
@@ -58,15 +78,58 @@ impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
     }
 
     /// Hands the lock back; a failure to do so is a warning (the lock expires on its own).
+    ///
+    /// Throttling and 5xx are tried again a few times first: a lock left behind keeps other
+    /// runners out until it expires.
     pub async fn unlock(&self, lease: Lease, reporter: &mut dyn Reporter) {
-        let expires = lease.record().expires_at;
-        if let Err(failure) = lease.release(self.cloud).await {
-            reporter.report(&Event::Warning {
-                message: format!(
-                    "could not release the lock ({failure}); it expires at {}",
-                    crate::core::tags::timestamp(expires)
-                ),
-            });
+        let mut wait = RELEASE_RETRY;
+        let mut tries = 1;
+        let error = loop {
+            match lease.release(self.cloud).await {
+                Ok(()) => return,
+                Err(e) if e.kind == CloudErrorKind::Unavailable && tries < RELEASE_TRIES => {
+                    self.clock.sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        reporter.report(&Event::Warning {
+            message: format!(
+                "the command's work is done, but its lock on service {} could not be released \
+                 ({error}); other runners wait until it expires at {}, or `greenlight unlock \
+                 --force` removes it",
+                self.spec.service,
+                crate::core::tags::timestamp(lease.record().expires_at)
+            ),
+        });
+    }
+
+    /// Runs `op` (reads before any change), trying again while AWS answers with throttling,
+    /// 5xx or timeouts for up to [`TRANSIENT_PATIENCE`]: nothing has changed yet, so a failure
+    /// is safe to repeat.
+    pub async fn patiently<T, F, Fut>(&self, mut op: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let give_up = self.clock.now() + TRANSIENT_PATIENCE;
+        let mut backoff = super::backoff::Backoff::new(self.spec.health.interval);
+        loop {
+            match op().await {
+                Err(Failure::Cloud {
+                    error,
+                    changed: false,
+                }) if error.kind == CloudErrorKind::Unavailable
+                    && self.clock.now() < give_up
+                    && self.stop.requested().is_none() =>
+                {
+                    let now = self.clock.now();
+                    self.clock.sleep(backoff.next_wait(now, give_up)).await;
+                }
+                other => return other,
+            }
         }
     }
 

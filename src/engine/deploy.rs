@@ -46,7 +46,8 @@ pub async fn deploy<C: Cloud, K: Clock>(
     options: DeployOptions,
 ) -> Result<Released, Failure> {
     let spec = ctx.spec;
-    check_deploy(ctx.cloud, spec, request).await?;
+    ctx.patiently(|| check_deploy(ctx.cloud, spec, request))
+        .await?;
     let mut lease = ctx.lock("deploy").await?;
     // Where the deploy starts from, as the first observation under the lock shows it.
     let started = |observed: &crate::core::observed::Observed| {

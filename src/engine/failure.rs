@@ -115,6 +115,15 @@ fn cloud_message(error: &CloudError, changed: bool) -> String {
         }
         K::AccessDenied => "; grant the IAM actions listed in the README",
         K::NotFound if !changed => "; check the ARNs and the region",
+        K::Unavailable
+            if error
+                .code
+                .as_deref()
+                .is_some_and(|c| c.contains("Throttl") || c.contains("LimitExceeded")) =>
+        {
+            "; AWS throttled the calls (API rate limits are shared by the account), retry in a \
+             minute"
+        }
         K::Unavailable => "; check the network and AWS_ENDPOINT_URL, then retry",
         _ => "",
     };

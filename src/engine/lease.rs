@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::core::cloud::{Cloud, CloudErrorKind};
+use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
 use crate::core::lock::{self, Contention, Holder, LockRecord, contention, lock_name, renew_due};
 use crate::core::spec::Spec;
 use crate::core::tags::timestamp;
@@ -226,11 +226,8 @@ impl Lease {
     }
 
     /// Hands the lock back. Deletes exactly this lock object, never a successor.
-    pub async fn release<C: Cloud>(self, cloud: &C) -> Result<(), Failure> {
-        cloud
-            .delete_lock(&self.record.id)
-            .await
-            .map_err(Failure::cloud(true))
+    pub async fn release<C: Cloud>(&self, cloud: &C) -> Result<(), CloudError> {
+        cloud.delete_lock(&self.record.id).await
     }
 }
 

@@ -14,8 +14,6 @@ use super::deploy::{Released, released};
 use super::driver::{Ending, Options};
 use super::events::{Event, Reporter};
 use super::failure::Failure;
-use super::observe::observe;
-use super::preflight::check_resources;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Promotion {
@@ -31,10 +29,7 @@ pub async fn promote<C: Cloud, K: Clock>(
     full: bool,
 ) -> Result<Promotion, Failure> {
     let spec = ctx.spec;
-    check_resources(ctx.cloud, spec).await?;
-    let observed = observe(ctx.cloud, spec)
-        .await
-        .map_err(Failure::cloud(false))?;
+    let observed = ctx.first_look().await?;
     let request = match decide_promote(spec, &observed, full) {
         Ok(request) => request,
         // Nothing to promote now; but a runner holding the lock may be starting a release.

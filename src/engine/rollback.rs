@@ -11,7 +11,6 @@ use super::driver::{Ending, Options};
 use super::events::{Event, Reporter};
 use super::failure::Failure;
 use super::observe::observe;
-use super::preflight::check_resources;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RolledBack {
@@ -48,13 +47,10 @@ pub async fn rollback<C: Cloud, K: Clock>(
     to: Option<&str>,
 ) -> Result<RolledBack, Failure> {
     let spec = ctx.spec;
-    check_resources(ctx.cloud, spec).await?;
     let by = ctx.holder.to_string();
     // Decide once before taking the lock: a rollback that would refuse, or has nothing to do,
     // changes nothing in AWS, not even the lock.
-    let observed = observe(ctx.cloud, spec)
-        .await
-        .map_err(Failure::cloud(false))?;
+    let observed = ctx.first_look().await?;
     let releasing = live(spec, &observed)
         .ok()
         .is_some_and(|l| in_progress(spec, &observed, &l).is_some());

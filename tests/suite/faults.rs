@@ -787,9 +787,6 @@ fn deploy_rollback_deploy_under_aws_faults_never_hurts_traffic_and_converges() {
 /// greenlight's own handling: commands fail (exit 1 before any change) and are re-run, and
 /// failures mid-release are ridden out by the driver. Seeds 101..=120.
 #[test]
-#[ignore = "bug: when the lock's DeleteLaunchTemplate fails, a command that exits 0 leaves \
-            greenlight-lock.<service> behind (src/engine/context.rs unlock: one try, then a \
-            warning); see a_lock_release_that_fails_is_retried_not_left_behind"]
 fn deploy_rollback_deploy_when_the_sdk_gives_up_early_never_hurts_traffic_and_converges() {
     fault_cycles(101..=100 + FAULT_CYCLES, Some("2"));
 }
@@ -800,9 +797,6 @@ fn deploy_rollback_deploy_when_the_sdk_gives_up_early_never_hurts_traffic_and_co
 /// and the SDK's one retry of it (where in the requests that call comes is learnt from a dry run
 /// of the same rollback on an identical service).
 #[test]
-#[ignore = "bug: a command that exits 0 leaves greenlight-lock.<service> behind when \
-            DeleteLaunchTemplate fails (src/engine/context.rs unlock tries once, then warns \
-            that 'the release stopped part-way, re-run the same command to resume')"]
 fn a_lock_release_that_fails_is_retried_not_left_behind() {
     let s = session();
     let aws = Aws::new(&s);
@@ -1411,8 +1405,6 @@ fn sigterm_and_sigint_stop_a_deploy_at_a_safe_point_and_a_rerun_completes() {
 /// The documented contract: with `--output json`, the last line of every run that exits
 /// non-zero is an `error` event. The second signal's immediate exit skips it.
 #[test]
-#[ignore = "bug: a second SIGTERM/SIGINT exits (143/130) without printing the JSON `error` event \
-            (src/cli/run.rs watch_signals calls std::process::exit after one stderr line)"]
 fn a_second_signal_still_ends_json_output_with_an_error_event() {
     let s = session();
     if !s.emulator.hooks {
