@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::core::analysis::{AlarmState, AlarmValue, MetricWindow};
 use crate::core::cloud::{
     Cloud, CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion, ROUTER_CHANGED,
     TargetGroupInfo,
@@ -15,11 +16,12 @@ use crate::core::fleet::{
     LifecycleHook, MetricsCollection, ScalingPolicy, ScheduledAction, TargetTracking,
 };
 use crate::core::health::{TargetHealth, TargetState, fleet_health};
-use crate::core::names::{FleetName, ImageId, TargetGroupArn};
+use crate::core::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
 use crate::core::router::{
     Forward, RouterAction, RouterId, RouterState, RouterWrite, Weight, same_forwards,
 };
 use crate::core::spec::Spec;
+use crate::core::test_traffic::{ListenerRule, RuleCondition};
 use crate::engine::clock::Clock;
 
 /// A clock that only moves when something sleeps on it (or a test advances it).
@@ -161,6 +163,14 @@ struct World {
     /// Called before every call, with the operation: tests use it to act "meanwhile" (another
     /// runner, a person at the console) at a precise point.
     hook: Option<Hook>,
+    /// Listener rules (not the default one) by listener: (rule, what it forwards to).
+    rules: BTreeMap<ListenerArn, Vec<ListenerRule>>,
+    next_rule: u64,
+    load_balancer_dns: BTreeMap<String, String>,
+    alarms: BTreeMap<String, AlarmState>,
+    /// What each target group serves per minute from now on (requests, 5xx, p99 ms), as a test
+    /// scripts it; metrics over a window are that rate times the window's minutes.
+    traffic: BTreeMap<TargetGroupArn, (f64, f64, Option<f64>)>,
 }
 
 pub struct FakeCloud {
@@ -275,6 +285,60 @@ impl FakeCloud {
         }
     }
 
+    /// Adds a listener rule someone else made (a host rule of another service, say).
+    pub fn add_rule(
+        &self,
+        listener: &ListenerArn,
+        priority: u32,
+        conditions: Vec<RuleCondition>,
+    ) -> RuleArn {
+        let mut w = self.lock();
+        w.next_rule += 1;
+        let arn = rule_arn(listener, w.next_rule);
+        w.rules
+            .entry(listener.clone())
+            .or_default()
+            .push(ListenerRule {
+                arn: arn.clone(),
+                priority: Some(priority),
+                conditions,
+                target_groups: Vec::new(),
+                tags: BTreeMap::new(),
+            });
+        arn
+    }
+
+    /// The rules of `listener`, default rule excluded.
+    pub fn rules(&self, listener: &ListenerArn) -> Vec<ListenerRule> {
+        self.lock().rules.get(listener).cloned().unwrap_or_default()
+    }
+
+    /// Sets an alarm's state, as CloudWatch (or SetAlarmState) would.
+    pub fn set_alarm(&self, name: &str, state: AlarmValue, reason: &str) {
+        self.lock().alarms.insert(
+            name.to_owned(),
+            AlarmState {
+                name: name.to_owned(),
+                state,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// What `target_group` serves per minute from now on: requests, 5xx, p99 in ms.
+    pub fn serve(
+        &self,
+        target_group: &str,
+        per_minute: f64,
+        errors_per_minute: f64,
+        p99_ms: Option<f64>,
+    ) {
+        let arn = TargetGroupArn::parse(target_group).expect("target group arn");
+        self.lock()
+            .traffic
+            .insert(arn, (per_minute, errors_per_minute, p99_ms));
+    }
+
     /// Removes the lock object `id`, as `unlock --force` from elsewhere would.
     pub fn remove_lock(&self, id: &str) {
         self.lock().locks.retain(|_, (lock_id, _)| lock_id != id);
@@ -383,6 +447,11 @@ impl FakeCloud {
             Some((_, RouterAction::Forward { forwards })) => forwards.clone(),
             _ => Vec::new(),
         }
+    }
+
+    /// Adds a listener (a test listener on another port, say) with `action` as its default.
+    pub fn add_router(&self, router: &RouterId, action: RouterAction) {
+        self.lock().routers.push((router.clone(), action));
     }
 
     /// Overwrites the router's action, as a person with the console would.
@@ -494,9 +563,17 @@ impl FakeCloud {
     }
 }
 
+/// A rule ARN under `listener`.
+fn rule_arn(listener: &ListenerArn, n: u64) -> RuleArn {
+    let path = listener.as_str().replace(":listener/", ":listener-rule/");
+    RuleArn::parse(&format!("{path}/{n:016x}")).expect("rule arn")
+}
+
 /// The calls that change a service (lock calls and `tag_fleet`, which may carry a request,
 /// are judged on their own).
-const CHANGES: [&str; 12] = [
+const CHANGES: [&str; 14] = [
+    "create_rule",
+    "delete_rule",
     "create_launch_template_version",
     "create_fleet",
     "configure_fleet",
@@ -1080,6 +1157,117 @@ impl Cloud for FakeCloud {
         self.call("delete_lock", |w, _| {
             w.locks.retain(|_, (lock_id, _)| lock_id != id);
             Ok(())
+        })
+    }
+
+    async fn listener_rules(&self, listener: &ListenerArn) -> CloudResult<Vec<ListenerRule>> {
+        self.call("listener_rules", |w, _| {
+            let router = RouterId::Listener(listener.clone());
+            let Some((_, action)) = w.routers.iter().find(|(id, _)| *id == router) else {
+                return Err(not_found("DescribeRules", format!("listener {listener}")));
+            };
+            let default = ListenerRule {
+                arn: rule_arn(listener, 0),
+                priority: None,
+                conditions: Vec::new(),
+                target_groups: match action {
+                    RouterAction::Forward { forwards } => {
+                        forwards.iter().map(|f| f.target_group.clone()).collect()
+                    }
+                    RouterAction::Other { .. } => Vec::new(),
+                },
+                tags: BTreeMap::new(),
+            };
+            let mut rules = vec![default];
+            rules.extend(w.rules.get(listener).cloned().unwrap_or_default());
+            Ok(rules)
+        })
+    }
+
+    async fn create_rule(
+        &self,
+        listener: &ListenerArn,
+        priority: u32,
+        conditions: &[RuleCondition],
+        target_group: &TargetGroupArn,
+        tags: &[(String, String)],
+    ) -> CloudResult<RuleArn> {
+        self.call("create_rule", |w, _| {
+            let rules = w.rules.entry(listener.clone()).or_default();
+            if rules.iter().any(|r| r.priority == Some(priority)) {
+                return Err(CloudError::new(
+                    CloudErrorKind::Conflict,
+                    "CreateRule",
+                    format!("Priority '{priority}' is currently in use"),
+                )
+                .with_code("PriorityInUse"));
+            }
+            w.next_rule += 1;
+            let arn = rule_arn(listener, w.next_rule);
+            w.rules
+                .entry(listener.clone())
+                .or_default()
+                .push(ListenerRule {
+                    arn: arn.clone(),
+                    priority: Some(priority),
+                    conditions: conditions.to_vec(),
+                    target_groups: vec![target_group.clone()],
+                    tags: tags.iter().cloned().collect(),
+                });
+            Ok(arn)
+        })
+    }
+
+    async fn delete_rule(&self, rule: &RuleArn) -> CloudResult<()> {
+        self.call("delete_rule", |w, _| {
+            for rules in w.rules.values_mut() {
+                rules.retain(|r| &r.arn != rule);
+            }
+            Ok(())
+        })
+    }
+
+    async fn load_balancer_dns(&self, load_balancer_arn: &str) -> CloudResult<String> {
+        self.call("load_balancer_dns", |w, _| {
+            Ok(w.load_balancer_dns
+                .get(load_balancer_arn)
+                .cloned()
+                .unwrap_or_else(|| "checkout-1234567890.us-east-1.elb.amazonaws.com".to_owned()))
+        })
+    }
+
+    async fn alarms(&self, names: &[String]) -> CloudResult<Vec<AlarmState>> {
+        self.call("alarms", |w, _| {
+            Ok(names
+                .iter()
+                .filter_map(|n| w.alarms.get(n).cloned())
+                .collect())
+        })
+    }
+
+    async fn target_group_metrics(
+        &self,
+        load_balancer_arn: &str,
+        target_groups: &[TargetGroupArn],
+        start: SystemTime,
+        end: SystemTime,
+    ) -> CloudResult<Vec<MetricWindow>> {
+        let _ = load_balancer_arn;
+        self.call("target_group_metrics", |w, _| {
+            let minutes = end.duration_since(start).unwrap_or_default().as_secs_f64() / 60.0;
+            Ok(target_groups
+                .iter()
+                .map(|tg| {
+                    let (requests, errors, p99) =
+                        w.traffic.get(tg).copied().unwrap_or((0.0, 0.0, None));
+                    MetricWindow {
+                        target_group: tg.clone(),
+                        requests: (requests * minutes).floor(),
+                        errors_5xx: (errors * minutes).floor(),
+                        p99_ms: p99.filter(|_| requests * minutes >= 1.0),
+                    }
+                })
+                .collect())
         })
     }
 }

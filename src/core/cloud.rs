@@ -15,13 +15,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::analysis::{AlarmState, MetricWindow};
 use super::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
 use super::health::TargetHealth;
-use super::names::{FleetName, ImageId, TargetGroupArn};
+use super::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
 use super::router::{Forward, RouterId, RouterState, RouterWrite};
+use super::test_traffic::{ListenerRule, RuleCondition};
 
 /// The error code `route` gives when the router changed since the deciding observation.
 pub const ROUTER_CHANGED: &str = "RouterChanged";
@@ -254,4 +257,48 @@ pub trait Cloud: Send + Sync {
     /// Deletes the lock object `id` (never another object of the same name); succeeds when it
     /// is already gone.
     fn delete_lock(&self, id: &str) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// Every rule of `listener` (DescribeRules, all pages), with its tags (DescribeTags), the
+    /// default rule included (priority `None`).
+    fn listener_rules(
+        &self,
+        listener: &ListenerArn,
+    ) -> impl Future<Output = CloudResult<Vec<ListenerRule>>> + Send;
+
+    /// CreateRule: a rule at `priority` that forwards requests matching `conditions` to
+    /// `target_group`, created with `tags`. [`CloudErrorKind::Conflict`] when the priority is
+    /// taken (another runner, or a person, took it since it was read).
+    fn create_rule(
+        &self,
+        listener: &ListenerArn,
+        priority: u32,
+        conditions: &[RuleCondition],
+        target_group: &TargetGroupArn,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = CloudResult<RuleArn>> + Send;
+
+    /// DeleteRule; succeeds when the rule is already gone.
+    fn delete_rule(&self, rule: &RuleArn) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// The load balancer's DNS name (DescribeLoadBalancers), for hooks to send requests to.
+    fn load_balancer_dns(
+        &self,
+        load_balancer_arn: &str,
+    ) -> impl Future<Output = CloudResult<String>> + Send;
+
+    /// The named CloudWatch alarms' states (DescribeAlarms). An alarm that does not exist is
+    /// missing from the answer.
+    fn alarms(&self, names: &[String])
+    -> impl Future<Output = CloudResult<Vec<AlarmState>>> + Send;
+
+    /// What each target group of `load_balancer` served from `start` to `end`
+    /// (GetMetricData on `AWS/ApplicationELB`: RequestCount and HTTPCode_Target_5XX_Count sums,
+    /// TargetResponseTime p99), one window per target group, in order.
+    fn target_group_metrics(
+        &self,
+        load_balancer_arn: &str,
+        target_groups: &[TargetGroupArn],
+        start: SystemTime,
+        end: SystemTime,
+    ) -> impl Future<Output = CloudResult<Vec<MetricWindow>>> + Send;
 }

@@ -24,6 +24,7 @@ mod promote;
 mod rollback;
 mod settle;
 mod situation;
+mod verify;
 
 use std::time::SystemTime;
 
@@ -31,10 +32,12 @@ use serde::Serialize;
 
 use super::fleet::Capacity;
 use super::health::FleetHealth;
-use super::names::{FleetName, ImageId, ReleaseName, TargetGroupArn};
+use super::hooks::HookStage;
+use super::names::{FleetName, ImageId, ListenerArn, ReleaseName, RuleArn, TargetGroupArn};
 use super::plan::{Percent, Plan, StepNumber};
 use super::router::{RouterWrite, Slot};
 use super::tags::Phase;
+use super::test_traffic::RuleCondition;
 
 pub use abort::decide_abort;
 pub use deploy::decide_deploy;
@@ -148,7 +151,8 @@ pub enum Action {
         fleet: FleetName,
         capacity: Capacity,
     },
-    /// One router call: green's share becomes `weight`; then the step is recorded on green.
+    /// One router call: green's share becomes `weight`; then the step is recorded on green
+    /// (with the analysis verdict that let it go on, if one was drawn).
     Shift {
         fleet: FleetName,
         release: String,
@@ -157,6 +161,8 @@ pub enum Action {
         weight: Percent,
         step: StepNumber,
         of: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
         #[serde(flatten)]
         write: RouterWrite,
     },
@@ -166,8 +172,44 @@ pub enum Action {
         from: TargetGroupArn,
         fleet: FleetName,
         release: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
         #[serde(flatten)]
         write: RouterWrite,
+    },
+    /// A listener rule, tagged as greenlight's, that forwards requests carrying the test header
+    /// with the release's name to green: green is reachable before production traffic.
+    OpenTestRule {
+        fleet: FleetName,
+        release: String,
+        listener: ListenerArn,
+        priority: u32,
+        #[serde(skip)]
+        conditions: Vec<RuleCondition>,
+        target_group: TargetGroupArn,
+    },
+    /// Removes a test-traffic rule: its release was promoted, stopped, or is gone.
+    CloseTestRule { rule: RuleArn, release: String },
+    /// The test listener forwards to `to`: green's target group while a release is in progress
+    /// (which also gets it health-checked on a Network Load Balancer), the live one otherwise.
+    PointTestListener {
+        listener: ListenerArn,
+        to: TargetGroupArn,
+        #[serde(flatten)]
+        write: RouterWrite,
+    },
+    /// Runs the hooks of `stage`, then records the stage as done on green. A failing hook
+    /// records why on green instead, and the next pass stops the release.
+    RunHooks {
+        fleet: FleetName,
+        release: String,
+        #[serde(flatten)]
+        stage: HookStage,
+        #[serde(skip)]
+        context: HookContext,
+        /// `greenlight:hooks-done` once this stage passed.
+        #[serde(skip)]
+        done: String,
     },
     /// One router call: all traffic back to the live release, away from the release in
     /// progress (`abort`, or an automatic abort).
@@ -220,6 +262,10 @@ impl Action {
             Action::MatchCapacity { .. } => "match_capacity",
             Action::Shift { .. } => "shift",
             Action::Flip { .. } => "flip",
+            Action::OpenTestRule { .. } => "open_test_rule",
+            Action::CloseTestRule { .. } => "close_test_rule",
+            Action::PointTestListener { .. } => "point_test_listener",
+            Action::RunHooks { .. } => "run_hooks",
             Action::RouteBack { .. } => "route_back",
             Action::MarkLive { .. } => "mark_live",
             Action::MarkWarm { .. } => "mark_warm",
@@ -230,7 +276,9 @@ impl Action {
     /// The fleet the action changes; `None` for a router-only step.
     pub fn fleet(&self) -> Option<&FleetName> {
         Some(match self {
-            Action::JoinRouter { .. } => return None,
+            Action::JoinRouter { .. }
+            | Action::CloseTestRule { .. }
+            | Action::PointTestListener { .. } => return None,
             Action::RetireFleet { fleet, .. }
             | Action::CreateFleet(Green { fleet, .. })
             | Action::ConfigureFleet(Green { fleet, .. })
@@ -240,6 +288,8 @@ impl Action {
             | Action::MatchCapacity { fleet, .. }
             | Action::Shift { fleet, .. }
             | Action::Flip { fleet, .. }
+            | Action::OpenTestRule { fleet, .. }
+            | Action::RunHooks { fleet, .. }
             | Action::RouteBack { fleet, .. }
             | Action::MarkLive { fleet, .. }
             | Action::MarkWarm { fleet, .. }
@@ -247,7 +297,8 @@ impl Action {
         })
     }
 
-    /// The router write the action makes, if it moves traffic (or names a target group).
+    /// The production router write the action makes, if it moves traffic (or names a target
+    /// group).
     pub fn router_write(&self) -> Option<&RouterWrite> {
         match self {
             Action::JoinRouter { write, .. }
@@ -315,6 +366,27 @@ pub enum WaitReason {
         of: u32,
         weight: Percent,
     },
+    /// The pause is over but the analysis is inconclusive (too few requests, no data): the
+    /// window grows until it is not, or someone promotes or aborts.
+    Analysis {
+        release: String,
+        step: StepNumber,
+        of: u32,
+        weight: Percent,
+        verdict: String,
+    },
+}
+
+/// What the hooks of one stage are told about the release (their environment).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HookContext {
+    pub live_release: String,
+    pub green_target_group: Option<TargetGroupArn>,
+    pub live_target_group: Option<TargetGroupArn>,
+    pub slot: Option<Slot>,
+    pub weight: Percent,
+    pub step: Option<StepNumber>,
+    pub steps: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -403,6 +403,7 @@ fn slot_observed(target_group: &str, fleets: Vec<F>) -> SlotObserved {
 /// The fleets attached to slot a and slot b, behind `router`.
 fn observe(router: RouterState, a: Vec<F>, b: Vec<F>) -> Observed {
     Observed {
+        verify: Default::default(),
         router,
         slots: [slot_observed(TG_A, a), slot_observed(TG_B, b)],
     }

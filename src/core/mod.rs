@@ -1,10 +1,12 @@
 //! The pure core: domain types, the `Cloud` port, and the decision functions.
 //! Nothing here imports tokio, the AWS SDK, or touches the network, disk or clock.
 
+pub mod analysis;
 pub mod cloud;
 pub mod decide;
 pub mod fleet;
 pub mod health;
+pub mod hooks;
 pub mod lock;
 pub mod names;
 pub mod observed;
@@ -12,4 +14,5 @@ pub mod plan;
 pub mod router;
 pub mod spec;
 pub mod tags;
+pub mod test_traffic;
 pub mod twin;

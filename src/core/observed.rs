@@ -3,16 +3,34 @@
 
 use serde::Serialize;
 
+use super::analysis::{AlarmState, Comparison};
 use super::fleet::FleetSummary;
 use super::health::{FleetHealth, TargetHealth, fleet_health};
 use super::names::{ServiceName, TargetGroupArn};
 use super::router::{RouterState, Routing, Slot, Slots};
 use super::tags::{Phase, ReleaseTags};
+use super::test_traffic::ListenerRule;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Observed {
     pub router: RouterState,
     pub slots: [SlotObserved; 2],
+    /// What verification reads, as far as the config asks for it.
+    pub verify: VerifyObserved,
+}
+
+/// Test traffic, alarms and metrics, read only when `[test_traffic]` or `[analysis]` ask.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct VerifyObserved {
+    /// The rules of the router's listener, with their tags (`[test_traffic] header`).
+    pub rules: Option<Vec<ListenerRule>>,
+    /// The test listener (`[test_traffic] listener_arn`).
+    pub test_listener: Option<RouterState>,
+    /// The `[analysis] alarms` that exist, with their states.
+    pub alarms: Vec<AlarmState>,
+    /// Green and blue over green's current step, while green takes traffic and metrics are
+    /// compared.
+    pub metrics: Option<Comparison>,
 }
 
 /// A slot's target group, the fleets attached to it, and its targets' health.

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::analysis::{AnalysisSpec, DEFAULT_MIN_REQUESTS, Inconclusive};
+use super::hooks::{DEFAULT_HOOK_TIMEOUT, HooksSpec};
 use super::names::{ListenerArn, NameError, RuleArn, ServiceName, TargetGroupArn, parse_elb_arn};
 use super::plan::{Pause, Percent, Plan, Step, Strategy};
 use super::router::{LoadBalancerKind, RouterId, Slots};
@@ -48,6 +50,24 @@ pub struct Spec {
     /// The canary plan, when `[canary]` gives one.
     pub canary: Option<CanarySpec>,
     pub lock: LockSpec,
+    pub test_traffic: TestTrafficSpec,
+    pub hooks: HooksSpec,
+    pub analysis: AnalysisSpec,
+}
+
+/// `[test_traffic]`: how the new release is reached before production traffic.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TestTrafficSpec {
+    /// A header whose value names the release: a rule forwards such requests to green.
+    pub header: Option<String>,
+    /// A test listener of the same load balancer that forwards to green.
+    pub listener: Option<ListenerArn>,
+}
+
+impl TestTrafficSpec {
+    pub fn any(&self) -> bool {
+        self.header.is_some() || self.listener.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +113,43 @@ struct RawConfig {
     bluegreen: RawBlueGreen,
     #[serde(default)]
     lock: RawLock,
+    #[serde(default)]
+    test_traffic: RawTestTraffic,
+    #[serde(default)]
+    hooks: RawHooks,
+    #[serde(default)]
+    analysis: RawAnalysis,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTestTraffic {
+    header: Option<String>,
+    listener_arn: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    #[serde(default)]
+    pre_traffic: Vec<String>,
+    #[serde(default)]
+    after_step: Vec<String>,
+    #[serde(default)]
+    post_traffic: Vec<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnalysis {
+    #[serde(default)]
+    alarms: Vec<String>,
+    max_5xx_rate: Option<f64>,
+    max_5xx_ratio_vs_blue: Option<f64>,
+    max_p99_latency: Option<String>,
+    min_requests: Option<i64>,
+    inconclusive: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -327,9 +384,27 @@ impl Spec {
             return Err(ConfigError("[lock] ttl must be at least 1s".into()));
         }
 
+        let test_traffic = test_traffic(&raw.test_traffic, &router, raw.region.as_deref())?;
+        if router.load_balancer_kind() == Some(LoadBalancerKind::Network)
+            && test_traffic.listener.is_none()
+        {
+            return Err(ConfigError(
+                "the router is a Network Load Balancer listener: AWS health-checks a target group \
+                 only once a listener uses it, and an NLB forward takes one target group, so green \
+                 is reached through a test listener; set [test_traffic] listener_arn to another \
+                 listener of the same load balancer"
+                    .into(),
+            ));
+        }
+        let hooks = hooks(&raw.hooks)?;
+        let analysis = analysis(&raw.analysis)?;
+
         Ok(Spec {
             service,
             region: raw.region,
+            test_traffic,
+            hooks,
+            analysis,
             router,
             slots,
             strategy,
@@ -383,6 +458,125 @@ impl Spec {
     pub fn canary_stickiness(&self) -> Option<Duration> {
         self.canary.as_ref().and_then(|c| c.stickiness)
     }
+}
+
+fn test_traffic(
+    raw: &RawTestTraffic,
+    router: &RouterId,
+    region: Option<&str>,
+) -> Result<TestTrafficSpec, ConfigError> {
+    if let Some(header) = &raw.header {
+        super::test_traffic::check_header_name(header).map_err(ConfigError)?;
+    }
+    let listener = match &raw.listener_arn {
+        None => None,
+        Some(arn) => {
+            let listener = ListenerArn::parse(arn)
+                .map_err(|e| ConfigError(format!("[test_traffic] listener_arn: {}", e.0)))?;
+            let test = RouterId::Listener(listener.clone());
+            if &test == router {
+                return Err(ConfigError(
+                    "[test_traffic] listener_arn is the router itself; name another listener \
+                     (another port) of the same load balancer"
+                        .into(),
+                ));
+            }
+            if test.load_balancer_arn() != router.load_balancer_arn() {
+                return Err(ConfigError(
+                    "[test_traffic] listener_arn belongs to another load balancer than the \
+                     router; name a listener of the router's load balancer"
+                        .into(),
+                ));
+            }
+            if let (Some(region), Some(arn)) = (region, parse_elb_arn(listener.as_str()))
+                && arn.region != region
+            {
+                return Err(ConfigError(format!(
+                    "[test_traffic] listener_arn is in {} but region = {region:?}; make them agree",
+                    arn.region
+                )));
+            }
+            Some(listener)
+        }
+    };
+    Ok(TestTrafficSpec {
+        header: raw.header.clone(),
+        listener,
+    })
+}
+
+fn hooks(raw: &RawHooks) -> Result<HooksSpec, ConfigError> {
+    for (key, commands) in [
+        ("pre_traffic", &raw.pre_traffic),
+        ("after_step", &raw.after_step),
+        ("post_traffic", &raw.post_traffic),
+    ] {
+        if commands.iter().any(|c| c.trim().is_empty()) {
+            return Err(ConfigError(format!(
+                "[hooks] {key} has an empty command; remove it or give the command to run"
+            )));
+        }
+    }
+    Ok(HooksSpec {
+        pre_traffic: raw.pre_traffic.clone(),
+        after_step: raw.after_step.clone(),
+        post_traffic: raw.post_traffic.clone(),
+        timeout: duration(
+            "[hooks] timeout",
+            raw.timeout.as_deref(),
+            DEFAULT_HOOK_TIMEOUT,
+        )?,
+    })
+}
+
+fn analysis(raw: &RawAnalysis) -> Result<AnalysisSpec, ConfigError> {
+    if let Some(rate) = raw.max_5xx_rate
+        && !(0.0..=1.0).contains(&rate)
+    {
+        return Err(ConfigError(format!(
+            "[analysis] max_5xx_rate = {rate} is not a share between 0 and 1 (0.01 is 1%)"
+        )));
+    }
+    if let Some(ratio) = raw.max_5xx_ratio_vs_blue
+        && !(ratio > 0.0 && ratio.is_finite())
+    {
+        return Err(ConfigError(format!(
+            "[analysis] max_5xx_ratio_vs_blue = {ratio} must be more than 0 (2.0: twice blue's rate)"
+        )));
+    }
+    let min_requests = match raw.min_requests {
+        None => DEFAULT_MIN_REQUESTS,
+        Some(n) => u64::try_from(n)
+            .map_err(|_| ConfigError(format!("[analysis] min_requests = {n} must be 0 or more")))?,
+    };
+    let inconclusive = raw
+        .inconclusive
+        .as_deref()
+        .map(|v| {
+            Inconclusive::parse(v).ok_or_else(|| {
+                ConfigError(format!(
+                    "[analysis] inconclusive = {v:?} is not one of \"wait\", \"pass\", \"fail\""
+                ))
+            })
+        })
+        .transpose()?;
+    if raw.alarms.iter().any(|a| a.trim().is_empty()) {
+        return Err(ConfigError(
+            "[analysis] alarms has an empty name; list the CloudWatch alarm names".into(),
+        ));
+    }
+    Ok(AnalysisSpec {
+        alarms: raw.alarms.clone(),
+        max_5xx_rate: raw.max_5xx_rate,
+        max_5xx_ratio_vs_blue: raw.max_5xx_ratio_vs_blue,
+        max_p99_latency: raw
+            .max_p99_latency
+            .as_deref()
+            .map(|v| parse_duration("[analysis] max_p99_latency", v))
+            .transpose()?,
+        min_requests,
+        inconclusive,
+    })
 }
 
 /// A Network Load Balancer forward action takes one target group: no weights, no canary.

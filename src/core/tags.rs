@@ -23,6 +23,8 @@
 //! | `greenlight:promoted` | a `promote` request: the step number whose pause it ends, or `full` |
 //! | `greenlight:abort` | an `abort` request: RFC 3339 time and who asked |
 //! | `greenlight:rolled-back-at` | on a previous release: when a rollback moved traffic away from it |
+//! | `greenlight:hooks-done` | the hook stages that ran and passed, e.g. `pre_traffic,after_step:1` |
+//! | `greenlight:verdict` | the last analysis verdict, with its numbers |
 //!
 //! Readers ignore keys they do not know, so later versions may add keys without a bump; a
 //! change of meaning bumps the schema and readers refuse a newer schema than they know.
@@ -55,9 +57,11 @@ pub const STEP_AT: &str = "greenlight:step-at";
 pub const PROMOTED: &str = "greenlight:promoted";
 pub const ABORT: &str = "greenlight:abort";
 pub const ROLLED_BACK_AT: &str = "greenlight:rolled-back-at";
+pub const HOOKS_DONE: &str = "greenlight:hooks-done";
+pub const VERDICT: &str = "greenlight:verdict";
 
 /// The request tags and progress tags a release carries only while it is in progress.
-pub const IN_PROGRESS: [&str; 5] = [STEP, STEP_AT, PROMOTED, ABORT, HEALTH_DEADLINE];
+pub const IN_PROGRESS: [&str; 6] = [STEP, STEP_AT, PROMOTED, ABORT, HEALTH_DEADLINE, HOOKS_DONE];
 
 pub const SCHEMA_VERSION: u32 = 2;
 /// `promoted` value that ends every remaining pause.
@@ -138,6 +142,8 @@ pub struct ReleaseTags {
     pub promoted: Option<Promoted>,
     pub abort: Option<String>,
     pub rolled_back_at: Option<SystemTime>,
+    pub hooks_done: Option<String>,
+    pub verdict: Option<String>,
 }
 
 /// What `promote` asked for.
@@ -209,6 +215,8 @@ impl ReleaseTags {
             promoted: tags.get(PROMOTED).and_then(|v| Promoted::decode(v)),
             abort: get(ABORT),
             rolled_back_at: time(tags, ROLLED_BACK_AT),
+            hooks_done: get(HOOKS_DONE),
+            verdict: get(VERDICT),
         }
     }
 

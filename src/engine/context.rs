@@ -148,6 +148,7 @@ impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
             changed: false,
             moved_traffic: false,
             failed_release: None,
+            hook_failure: None,
         }
     }
 }

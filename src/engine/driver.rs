@@ -18,7 +18,7 @@ use super::events::{Event, Reporter};
 use super::execute::apply;
 use super::failure::Failure;
 use super::lease::Lease;
-use super::observe::observe;
+use super::observe::{observe, with_metrics};
 use super::stop::Stop;
 
 /// How often the same step may be decided again before the command gives up on it.
@@ -74,6 +74,8 @@ pub struct Driver<'a, C, K> {
     pub moved_traffic: bool,
     /// The release this run failed (stopped), if it did.
     pub failed_release: Option<String>,
+    /// The hook that failed in this run, if one did: its last lines go into the error.
+    pub hook_failure: Option<crate::engine::hooks::HookRun>,
 }
 
 fn transient(error: &CloudError) -> bool {
@@ -123,7 +125,7 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
         loop {
             self.check_stop(last_seen.as_ref(), options)?;
             let now = self.clock.now();
-            let observed = match observe(self.cloud, self.spec).await {
+            let observed = match observe_for_decision(self.cloud, self.spec, now).await {
                 Ok(observed) => observed,
                 Err(error) if transient(&error) && streak.ride_out(now, wait_until) => {
                     self.note_transient(&error, &mut streak);
@@ -193,6 +195,12 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                                     message: format!("not copied from the live fleet: {omitted}"),
                                 });
                             }
+                            for run in applied.hooks {
+                                if !run.passed() {
+                                    self.hook_failure = Some(run.clone());
+                                }
+                                self.reporter.report(&Event::Hook { run });
+                            }
                         }
                         Err(Failure::Cloud { error, .. })
                             if transient(&error) && streak.ride_out(self.clock.now(), None) =>
@@ -208,8 +216,19 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                             self.moved_traffic = true;
                         }
                         Action::FailRelease {
-                            release, reasons, ..
+                            release,
+                            mut reasons,
+                            ..
                         } => {
+                            if let Some(run) = &self.hook_failure
+                                && !run.last_lines.is_empty()
+                            {
+                                // The tag holds a few words; the error gets the whole tail.
+                                reasons.push(format!(
+                                    "hook output ended with: {}",
+                                    run.last_lines.join(" | ")
+                                ));
+                            }
                             self.reporter.report(&Event::ReleaseFailed {
                                 release: release.clone(),
                                 reasons: reasons.clone(),
@@ -317,12 +336,25 @@ fn health_now(observed: &Observed, fleet: &FleetName) -> Option<Event> {
         })
 }
 
+/// One observation, with the metrics a decision at a gate needs.
+async fn observe_for_decision<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    now: SystemTime,
+) -> Result<Observed, CloudError> {
+    let observed = observe(cloud, spec).await?;
+    with_metrics(cloud, spec, observed, now).await
+}
+
 /// What a wait is about, so a change of subject is reported and a repeat is not.
 fn wait_key(wait: &Wait) -> String {
     match &wait.why {
         WaitReason::Health { fleet, health } => format!("health {fleet} {}", health.progress()),
         WaitReason::Pause { release, step, .. } => format!("pause {release} {step}"),
         WaitReason::Gate { release, step, .. } => format!("gate {release} {step}"),
+        WaitReason::Analysis {
+            release, verdict, ..
+        } => format!("analysis {release} {verdict}"),
     }
 }
 

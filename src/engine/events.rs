@@ -83,6 +83,19 @@ pub enum Event {
         live_release: String,
         slot: Slot,
     },
+    /// The pause is over but the analysis is inconclusive: waiting for more requests.
+    Analysis {
+        release: String,
+        step: StepNumber,
+        of: u32,
+        weight: Percent,
+        verdict: String,
+    },
+    /// A hook ran: which, how it ended, and (when it failed) its last lines.
+    Hook {
+        #[serde(flatten)]
+        run: crate::engine::hooks::HookRun,
+    },
     /// `abort` found no release in progress.
     NothingToAbort {
         live_release: String,
@@ -151,6 +164,19 @@ impl Event {
                 step: *step,
                 of: *of,
                 weight: *weight,
+            },
+            WaitReason::Analysis {
+                release,
+                step,
+                of,
+                weight,
+                verdict,
+            } => Event::Analysis {
+                release: release.clone(),
+                step: *step,
+                of: *of,
+                weight: *weight,
+                verdict: verdict.clone(),
             },
         }
     }

@@ -5,22 +5,27 @@
 use std::time::SystemTime;
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
-use crate::core::decide::{Action, Green, Launch};
+use crate::core::decide::{Action, Green, HookContext, Launch};
 use crate::core::fleet::{Capacity, FleetConfig};
+use crate::core::hooks::HookStage;
 use crate::core::names::{FleetName, ReleaseName};
 use crate::core::plan::{Plan, StepNumber};
-use crate::core::router::{Forward, RouterWrite, same_forwards};
+use crate::core::router::{Forward, RouterId, RouterWrite, same_forwards};
 use crate::core::spec::Spec;
 use crate::core::tags::{self, Phase};
+use crate::core::test_traffic;
 use crate::core::twin::{Twin, TwinPlan, twin};
 
 use super::failure::Failure;
+use super::hooks::{self, HookRun};
 
 /// What applying an action produced besides its effect.
 #[derive(Debug, Default)]
 pub struct Applied {
     /// Live-fleet settings the twin could not copy, for a warning.
     pub omitted: Vec<String>,
+    /// The hooks that ran, in order (the last one failed, if one did).
+    pub hooks: Vec<HookRun>,
 }
 
 pub async fn apply<C: Cloud>(
@@ -31,8 +36,76 @@ pub async fn apply<C: Cloud>(
 ) -> Result<Applied, Failure> {
     let cloud_err = Failure::cloud(true);
     match action {
-        Action::JoinRouter { write, .. } | Action::Flip { write, .. } => {
-            route(cloud, spec, write).await?;
+        Action::JoinRouter { write, .. } => {
+            route(cloud, &spec.router, write).await?;
+        }
+        Action::Flip {
+            fleet,
+            write,
+            verdict,
+            ..
+        } => {
+            route(cloud, &spec.router, write).await?;
+            if let Some(verdict) = verdict {
+                cloud
+                    .tag_fleet(fleet, &[(tags::VERDICT.to_owned(), tags::clip(verdict))])
+                    .await
+                    .map_err(cloud_err)?;
+            }
+        }
+        Action::OpenTestRule {
+            release,
+            listener,
+            priority,
+            conditions,
+            target_group,
+            ..
+        } => {
+            // Taken meanwhile (Conflict): the next pass reads the rules again and picks another.
+            cloud
+                .create_rule(
+                    listener,
+                    *priority,
+                    conditions,
+                    target_group,
+                    &test_traffic::rule_tags(&spec.service, release),
+                )
+                .await
+                .map_err(cloud_err)?;
+        }
+        Action::CloseTestRule { rule, .. } => {
+            cloud.delete_rule(rule).await.map_err(cloud_err)?;
+        }
+        Action::PointTestListener {
+            listener, write, ..
+        } => {
+            route(cloud, &RouterId::Listener(listener.clone()), write).await?;
+        }
+        Action::RunHooks {
+            fleet,
+            release,
+            stage,
+            context,
+            done,
+        } => {
+            let env = hook_env(cloud, spec, release, *stage, context).await?;
+            let runs = hooks::run_stage(
+                *stage,
+                spec.hooks.commands(*stage),
+                &env,
+                spec.hooks.timeout,
+            )
+            .await;
+            let tag = match runs.iter().find(|r| !r.passed()) {
+                // Why, on green: the next pass stops the release for it.
+                Some(failed) => (tags::ABORT.to_owned(), tags::clip(&failed.failure())),
+                None => (tags::HOOKS_DONE.to_owned(), done.clone()),
+            };
+            cloud.tag_fleet(fleet, &[tag]).await.map_err(cloud_err)?;
+            return Ok(Applied {
+                hooks: runs,
+                ..Applied::default()
+            });
         }
         Action::RouteBack {
             fleet,
@@ -46,16 +119,20 @@ pub async fn apply<C: Cloud>(
                 .tag_fleet(fleet, &[(tags::ABORT.to_owned(), tags::clip(reason))])
                 .await
                 .map_err(cloud_err)?;
-            route(cloud, spec, write).await?;
+            route(cloud, &spec.router, write).await?;
         }
         Action::Shift {
-            fleet, step, write, ..
+            fleet,
+            step,
+            write,
+            verdict,
+            ..
         } => {
-            route(cloud, spec, write).await?;
-            record_step(cloud, fleet, *step, now).await?;
+            route(cloud, &spec.router, write).await?;
+            record_step(cloud, fleet, *step, now, verdict.as_deref()).await?;
         }
         Action::Begin { fleet, step, .. } => {
-            record_step(cloud, fleet, *step, now).await?;
+            record_step(cloud, fleet, *step, now, None).await?;
         }
         Action::RetireFleet { fleet, .. } => {
             takes_no_traffic(cloud, spec, fleet).await?;
@@ -68,6 +145,7 @@ pub async fn apply<C: Cloud>(
             create_empty(cloud, spec, green, &twin.config).await?;
             return Ok(Applied {
                 omitted: twin.omitted,
+                ..Applied::default()
             });
         }
         Action::ConfigureFleet(green) => {
@@ -128,7 +206,7 @@ pub async fn apply<C: Cloud>(
                 .resume_processes(fleet, resume)
                 .await
                 .map_err(cloud_err)?;
-            let mut gone: Vec<String> = [
+            let gone: Vec<String> = [
                 tags::WARM_UNTIL,
                 tags::FAILURE,
                 tags::SUSPENDED,
@@ -138,7 +216,6 @@ pub async fn apply<C: Cloud>(
             .chain(tags::IN_PROGRESS.iter())
             .map(|k| (*k).to_owned())
             .collect();
-            gone.dedup();
             cloud.untag_fleet(fleet, &gone).await.map_err(cloud_err)?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
@@ -197,15 +274,15 @@ pub async fn apply<C: Cloud>(
 }
 
 /// One conditional router write, checked against what AWS answers it now holds.
-async fn route<C: Cloud>(cloud: &C, spec: &Spec, write: &RouterWrite) -> Result<(), Failure> {
+async fn route<C: Cloud>(cloud: &C, router: &RouterId, write: &RouterWrite) -> Result<(), Failure> {
     let kept = cloud
-        .route(&spec.router, write)
+        .route(router, write)
         .await
         .map_err(Failure::cloud(true))?;
     if !same_forwards(&kept, &write.forwards) {
         return Err(Failure::NeedsAttention(format!(
             "AWS did not keep the weights greenlight wrote to {}: asked for {}, it reports {}",
-            spec.router,
+            router,
             describe_forwards(&write.forwards),
             describe_forwards(&kept)
         )));
@@ -253,26 +330,71 @@ async fn takes_no_traffic<C: Cloud>(
     Ok(())
 }
 
-/// Records that step `step`'s weight is in effect from `now`.
+/// Records that step `step`'s weight is in effect from `now` (and the verdict that let it).
 async fn record_step<C: Cloud>(
     cloud: &C,
     fleet: &FleetName,
     step: StepNumber,
     now: SystemTime,
+    verdict: Option<&str>,
 ) -> Result<(), Failure> {
-    set_phase(
-        cloud,
-        fleet,
-        Phase::Releasing,
-        &[
-            (tags::STEP.to_owned(), step.to_string()),
-            (
-                tags::STEP_AT.to_owned(),
-                tags::timestamp(tags::ceil_to_second(now)),
-            ),
-        ],
-    )
-    .await
+    let mut extra = vec![
+        (tags::STEP.to_owned(), step.to_string()),
+        (
+            tags::STEP_AT.to_owned(),
+            tags::timestamp(tags::ceil_to_second(now)),
+        ),
+    ];
+    if let Some(verdict) = verdict {
+        extra.push((tags::VERDICT.to_owned(), tags::clip(verdict)));
+    }
+    set_phase(cloud, fleet, Phase::Releasing, &extra).await
+}
+
+/// What hooks are told, in their environment.
+async fn hook_env<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    release: &str,
+    stage: HookStage,
+    context: &HookContext,
+) -> Result<Vec<(String, String)>, Failure> {
+    let dns = match spec.router.load_balancer_arn() {
+        Some(arn) => cloud
+            .load_balancer_dns(&arn)
+            .await
+            .map_err(Failure::cloud(true))?,
+        None => String::new(),
+    };
+    let mut env = vec![
+        ("GREENLIGHT_SERVICE", spec.service.to_string()),
+        ("GREENLIGHT_RELEASE", release.to_owned()),
+        ("GREENLIGHT_STAGE", stage.key().to_owned()),
+        ("GREENLIGHT_LIVE_RELEASE", context.live_release.clone()),
+        ("GREENLIGHT_WEIGHT", context.weight.get().to_string()),
+        ("GREENLIGHT_STEPS", context.steps.to_string()),
+        ("GREENLIGHT_LOAD_BALANCER_DNS", dns),
+    ];
+    if let Some(step) = context.step {
+        env.push(("GREENLIGHT_STEP", step.to_string()));
+    }
+    if let Some(slot) = context.slot {
+        env.push(("GREENLIGHT_SLOT", slot.to_string()));
+    }
+    if let Some(tg) = &context.green_target_group {
+        env.push(("GREENLIGHT_GREEN_TARGET_GROUP", tg.to_string()));
+    }
+    if let Some(tg) = &context.live_target_group {
+        env.push(("GREENLIGHT_LIVE_TARGET_GROUP", tg.to_string()));
+    }
+    if let Some(header) = &spec.test_traffic.header {
+        env.push(("GREENLIGHT_TEST_HEADER", header.clone()));
+        env.push(("GREENLIGHT_TEST_HEADER_VALUE", release.to_owned()));
+    }
+    if let Some(listener) = &spec.test_traffic.listener {
+        env.push(("GREENLIGHT_TEST_LISTENER_ARN", listener.to_string()));
+    }
+    Ok(env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// Back to `provisioning` with a fresh plan and deadline: a failed release retried, or a
@@ -283,12 +405,16 @@ async fn restage<C: Cloud>(
     plan: &Plan,
     health_deadline: SystemTime,
 ) -> Result<(), Failure> {
-    let mut gone: Vec<String> = [tags::FAILURE, tags::WARM_UNTIL, tags::ROLLED_BACK_AT]
-        .iter()
-        .chain(tags::IN_PROGRESS.iter())
-        .map(|k| (*k).to_owned())
-        .collect();
-    gone.dedup();
+    let gone: Vec<String> = [
+        tags::FAILURE,
+        tags::WARM_UNTIL,
+        tags::ROLLED_BACK_AT,
+        tags::VERDICT,
+    ]
+    .iter()
+    .chain(tags::IN_PROGRESS.iter())
+    .map(|k| (*k).to_owned())
+    .collect();
     cloud
         .untag_fleet(fleet, &gone)
         .await

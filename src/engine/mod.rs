@@ -10,6 +10,7 @@ pub mod driver;
 pub mod events;
 pub mod execute;
 pub mod failure;
+pub mod hooks;
 pub mod lease;
 pub mod observe;
 pub mod preflight;

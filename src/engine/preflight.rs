@@ -27,12 +27,36 @@ fn missing(what: String) -> impl FnOnce(CloudError) -> Failure {
     }
 }
 
-/// The router and both target groups exist, and the target groups can hold fleets.
+/// The router and both target groups exist, and the target groups can hold fleets; the test
+/// listener and the alarms the config names exist.
 pub async fn check_resources<C: Cloud>(cloud: &C, spec: &Spec) -> Result<(), Failure> {
     cloud
         .router(&spec.router)
         .await
         .map_err(missing(router_name(&spec.router)))?;
+    if let Some(listener) = &spec.test_traffic.listener {
+        cloud
+            .router(&RouterId::Listener(listener.clone()))
+            .await
+            .map_err(missing(format!("[test_traffic] listener_arn {listener}")))?;
+    }
+    if !spec.analysis.alarms.is_empty() {
+        let found = cloud
+            .alarms(&spec.analysis.alarms)
+            .await
+            .map_err(Failure::cloud(false))?;
+        if let Some(name) = spec
+            .analysis
+            .alarms
+            .iter()
+            .find(|name| !found.iter().any(|a| &a.name == *name))
+        {
+            return Err(Failure::BadInput(format!(
+                "[analysis] alarms names {name:?}, which CloudWatch does not have in this \
+                 region; check the alarm's name and the region"
+            )));
+        }
+    }
     let load_balancer = spec.router.load_balancer_arn();
     for (slot, arn) in spec.slots.iter() {
         let what = format!("target group {slot}");

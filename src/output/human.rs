@@ -110,6 +110,29 @@ pub fn describe(event: &Event) -> Vec<String> {
         } => vec![format!(
             "✓ aborted release {release}: {live_release} takes all traffic (slot {slot})"
         )],
+        Event::Analysis {
+            release,
+            step,
+            of,
+            weight,
+            verdict,
+        } => vec![format!(
+            "step {step}/{of}: {release} takes {weight}; analysis {verdict}; waiting for more requests (or `greenlight promote`)"
+        )],
+        Event::Hook { run } => {
+            let how = match &run.outcome {
+                crate::engine::hooks::HookOutcome::Passed => {
+                    return vec![format!(
+                        "hook {} `{}` passed ({:.1}s)",
+                        run.stage, run.command, run.seconds
+                    )];
+                }
+                _ => run.failure(),
+            };
+            let mut lines = vec![format!("✗ {how}")];
+            lines.extend(run.last_lines.iter().map(|l| format!("  | {l}")));
+            lines
+        }
         Event::NothingToAbort { live_release, slot } => vec![format!(
             "nothing to abort: no release is in progress; {live_release} takes all traffic (slot {slot})"
         )],
@@ -224,11 +247,34 @@ fn describe_action(action: &Action) -> String {
             step,
             of,
             to,
+            verdict,
             ..
         } => format!(
-            "step {step}/{of}: shifting {weight} of the traffic to {} (release {release})",
-            to.short_name()
+            "step {step}/{of}: shifting {weight} of the traffic to {} (release {release}){}",
+            to.short_name(),
+            verdict
+                .as_ref()
+                .map(|v| format!("; analysis {v}"))
+                .unwrap_or_default()
         ),
+        Action::OpenTestRule {
+            release,
+            priority,
+            target_group,
+            ..
+        } => format!(
+            "opening test traffic: a rule at priority {priority} sends requests with the test header naming {release} to {}",
+            target_group.short_name()
+        ),
+        Action::CloseTestRule { release, .. } => {
+            format!("closing the test-traffic rule of release {release}")
+        }
+        Action::PointTestListener { to, .. } => {
+            format!("pointing the test listener at {}", to.short_name())
+        }
+        Action::RunHooks { release, stage, .. } => {
+            format!("running the {stage} hooks of release {release}")
+        }
         Action::RouteBack {
             to,
             release,
@@ -238,9 +284,18 @@ fn describe_action(action: &Action) -> String {
             "{reason}: all traffic back to {} (away from release {release})",
             to.short_name()
         ),
-        Action::Flip { to, release, .. } => format!(
-            "flipping all traffic to {} (release {release})",
-            to.short_name()
+        Action::Flip {
+            to,
+            release,
+            verdict,
+            ..
+        } => format!(
+            "flipping all traffic to {} (release {release}){}",
+            to.short_name(),
+            verdict
+                .as_ref()
+                .map(|v| format!("; analysis {v}"))
+                .unwrap_or_default()
         ),
         Action::MarkLive {
             fleet,

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use super::progress::write_share;
 use super::settle::settle_flips;
 use super::situation::{InProgress, Live, in_progress, live};
+use super::verify;
 use super::{Action, Decision, Done, Refusal, decided};
 use crate::core::observed::Observed;
 use crate::core::plan::Percent;
@@ -40,6 +41,15 @@ pub(super) fn stop(
             write: write_share(spec, observed, live, Percent::ZERO),
         }));
     }
+    // Test traffic closed before green goes: its rule, and the test listener back on live.
+    if let Some(close) = verify::close_own(
+        spec,
+        observed,
+        &green.release(),
+        Some(spec.slots.get(live.slot)),
+    ) {
+        return Ok(Decision::Act(close));
+    }
     Ok(Decision::Act(Action::FailRelease {
         fleet: green.occupant.fleet.name.clone(),
         release: green.release(),
@@ -58,7 +68,12 @@ pub fn decide_abort(spec: &Spec, observed: &Observed, now: SystemTime, by: &str)
             return Ok(Decision::Act(action));
         }
         let live = live(spec, observed)?;
-        let Some(green) = in_progress(spec, observed, &live) else {
+        let green = in_progress(spec, observed, &live);
+        let keep = green.as_ref().map(|g| g.release());
+        if let Some(close) = verify::close_stale(spec, observed, &live, keep.as_deref(), true) {
+            return Ok(Decision::Act(close));
+        }
+        let Some(green) = green else {
             return Ok(Decision::Done(Done::NothingInProgress {
                 release: live.occupant.release(),
                 slot: live.slot,

@@ -4,6 +4,7 @@
 use super::progress::{advance, busy};
 use super::settle::settle;
 use super::situation::{InProgress, Live, in_progress, live};
+use super::verify;
 use super::{
     Action, Clock, Decision, DeployRequest, Done, Green, Launch, Refusal, RefusalKind, decided,
 };
@@ -13,6 +14,30 @@ use crate::core::plan::Percent;
 use crate::core::router::{RouterWrite, Stickiness, all_to};
 use crate::core::spec::Spec;
 use crate::core::tags::Phase;
+
+/// The step that gets the idle target group health-checked: the router names it at weight 0,
+/// or, with a test listener, the test listener forwards to it.
+fn join(
+    spec: &Spec,
+    observed: &Observed,
+    live: &Live<'_>,
+    idle_tg: &crate::core::names::TargetGroupArn,
+) -> Action {
+    if verify::joins_through_test_listener(spec)
+        && let Some(point) = verify::point_test_listener(spec, observed, idle_tg)
+    {
+        return point;
+    }
+    Action::JoinRouter {
+        target_group: idle_tg.clone(),
+        live: spec.slots.get(live.slot).clone(),
+        write: RouterWrite {
+            expected: observed.router.forwards().to_vec(),
+            forwards: all_to(spec.slots.get(live.slot), idle_tg),
+            stickiness: Stickiness::Keep,
+        },
+    }
+}
 
 /// A release name may be deployed again only with the artifact it was first deployed with.
 fn same_artifact(occupant: &Occupant<'_>, request: &DeployRequest) -> Result<(), Refusal> {
@@ -68,7 +93,12 @@ fn deploy(
     let release = request.release.as_str();
     let managed = |o: &Occupant<'_>| o.tags.managed_for(&spec.service);
 
-    if let Some(green) = in_progress(spec, observed, &live) {
+    let in_progress = in_progress(spec, observed, &live);
+    let keep = in_progress.as_ref().map(|g| g.release());
+    if let Some(close) = verify::close_stale(spec, observed, &live, keep.as_deref(), false) {
+        return Ok(Decision::Act(close));
+    }
+    if let Some(green) = in_progress {
         if green.release() != release {
             return Err(busy(&green, idle_tg.short_name()));
         }
@@ -84,18 +114,8 @@ fn deploy(
         }));
     }
 
-    let joined = observed.router.names(idle_tg);
-    let join = || {
-        Decision::Act(Action::JoinRouter {
-            target_group: idle_tg.clone(),
-            live: spec.slots.get(live.slot).clone(),
-            write: RouterWrite {
-                expected: observed.router.forwards().to_vec(),
-                forwards: all_to(spec.slots.get(live.slot), idle_tg),
-                stickiness: Stickiness::Keep,
-            },
-        })
-    };
+    let joined = verify::joined(spec, observed, idle_tg);
+    let join = || Decision::Act(join(spec, observed, &live, idle_tg));
     let green = |fleet: FleetName| Green {
         fleet,
         release: request.release.clone(),
@@ -195,17 +215,9 @@ fn ours_in_progress(
     let idle_tg = spec.slots.get(green.slot);
     if green.occupant.tags.abort.is_none()
         && green.weight == Percent::ZERO
-        && !observed.router.names(idle_tg)
+        && !verify::joined(spec, observed, idle_tg)
     {
-        return Ok(Decision::Act(Action::JoinRouter {
-            target_group: idle_tg.clone(),
-            live: spec.slots.get(live.slot).clone(),
-            write: RouterWrite {
-                expected: observed.router.forwards().to_vec(),
-                forwards: all_to(spec.slots.get(live.slot), idle_tg),
-                stickiness: Stickiness::Keep,
-            },
-        }));
+        return Ok(Decision::Act(join(spec, observed, live, idle_tg)));
     }
     if green.occupant.phase() == Some(Phase::Creating) && green.occupant.tags.abort.is_none() {
         return Ok(Decision::Act(Action::ConfigureFleet(Green {

@@ -6,12 +6,17 @@ use std::time::SystemTime;
 
 use super::abort::stop;
 use super::situation::{InProgress, Live};
+use super::verify::{self, HookAt};
 use super::{Action, Clock, Decision, Refusal, RefusalKind, Wait, WaitReason};
+use crate::core::analysis::{Inconclusive, Verdict};
 use crate::core::fleet::Capacity;
 use crate::core::health::unhealthy_descriptions;
+use crate::core::hooks::HookStage;
 use crate::core::observed::Observed;
 use crate::core::plan::{PauseState, Percent, Plan, StepNumber, pause_state};
-use crate::core::router::{RouterWrite, Stickiness, all_to, split};
+use crate::core::router::{
+    Forward, LoadBalancerKind, RouterWrite, Stickiness, Weight, all_to, split,
+};
 use crate::core::spec::Spec;
 use crate::core::tags::{Phase, Promoted};
 
@@ -34,13 +39,25 @@ pub(super) fn write_share(
 ) -> RouterWrite {
     let green = spec.slots.get(live.slot.other());
     let stable = spec.slots.get(live.slot);
+    let forwards = if spec.router.load_balancer_kind() == Some(LoadBalancerKind::Network) {
+        // An NLB forward names one target group; its shares are all or nothing.
+        let to = if share == Percent::ZERO {
+            stable
+        } else {
+            green
+        };
+        vec![Forward {
+            target_group: to.clone(),
+            weight: Weight::new(100).expect("100 is a weight"),
+        }]
+    } else if share == Percent::ALL {
+        all_to(green, stable)
+    } else {
+        split(green, share, stable)
+    };
     RouterWrite {
         expected: observed.router.forwards().to_vec(),
-        forwards: if share == Percent::ALL {
-            all_to(green, stable)
-        } else {
-            split(green, share, stable)
-        },
+        forwards,
         stickiness: stickiness(spec, share),
     }
 }
@@ -53,6 +70,7 @@ fn move_to(
     green: &InProgress<'_>,
     plan: &Plan,
     n: StepNumber,
+    verdict: Option<String>,
 ) -> Decision {
     let step = plan.step(n).expect("callers pass a step of the plan");
     let fleet = green.occupant.fleet.name.clone();
@@ -66,6 +84,7 @@ fn move_to(
             from,
             fleet,
             release,
+            verdict,
             write,
         });
     }
@@ -77,6 +96,7 @@ fn move_to(
         weight: step.weight,
         step: n,
         of: plan.len(),
+        verdict,
         write,
     })
 }
@@ -121,6 +141,11 @@ pub(super) fn advance(
         return stop(spec, observed, live, green, abort_reason(request));
     }
     let release = green.release();
+    if (green.occupant.health.ready() || green.weight > Percent::ZERO)
+        && let Some(reason) = verify::alarm_reason(observed)
+    {
+        return stop(spec, observed, live, green, reason);
+    }
     if green.occupant.tags.plan_unreadable {
         // Recorded by a newer greenlight (or by hand): following another plan could skip a gate.
         return Err(Refusal::attention(format!(
@@ -186,7 +211,33 @@ pub(super) fn advance(
             }
             if green.weight > Percent::ZERO {
                 // The first shift landed and its record did not (a crash between the two).
-                return Ok(move_to(spec, observed, live, green, &plan, StepNumber(1)));
+                return Ok(move_to(
+                    spec,
+                    observed,
+                    live,
+                    green,
+                    &plan,
+                    StepNumber(1),
+                    None,
+                ));
+            }
+            // Reachable by test traffic, then checked by the user's own hooks, before any step.
+            if let Some(open) = verify::open(spec, observed, green)? {
+                return Ok(Decision::Act(open));
+            }
+            if let Some(hooks) = verify::hooks_due(
+                spec,
+                green.slot,
+                &green.occupant,
+                HookAt {
+                    stage: HookStage::PreTraffic,
+                    live_release: live.occupant.release(),
+                    weight: Percent::ZERO,
+                    step: None,
+                    steps: plan.len(),
+                },
+            ) {
+                return Ok(Decision::Act(hooks));
             }
             if first.weight == Percent::ZERO {
                 return Ok(Decision::Act(Action::Begin {
@@ -198,7 +249,7 @@ pub(super) fn advance(
             }
             let full = green.occupant.tags.promoted == Some(Promoted::Full);
             let n = if full { plan.last() } else { StepNumber(1) };
-            Ok(move_to(spec, observed, live, green, &plan, n))
+            Ok(move_to(spec, observed, live, green, &plan, n, None))
         }
         Some(Phase::Releasing) => releasing(spec, observed, live, green, &plan, clock),
         other => Err(Refusal::attention(format!(
@@ -249,17 +300,90 @@ fn releasing(
         return not_ready(spec, observed, live, green, deadline, clock.now);
     }
     if landed_next {
-        return Ok(move_to(spec, observed, live, green, plan, next));
+        return Ok(move_to(spec, observed, live, green, plan, next, None));
     }
     if let Some(grow) = follow_capacity(live, green) {
         return Ok(grow);
+    }
+    if green.weight > Percent::ZERO
+        && n != plan.last()
+        && let Some(hooks) = verify::hooks_due(
+            spec,
+            green.slot,
+            &green.occupant,
+            HookAt {
+                stage: HookStage::AfterStep(n),
+                live_release: live.occupant.release(),
+                weight: green.weight,
+                step: Some(n),
+                steps: plan.len(),
+            },
+        )
+    {
+        return Ok(Decision::Act(hooks));
     }
     let full = tags.promoted == Some(Promoted::Full);
     let promoted = tags.promoted.is_some_and(|p| p.ends(n));
     match pause_state(step.pause, step_at, promoted, clock.now) {
         PauseState::Over => {
             let next = if full { plan.last() } else { next };
-            Ok(move_to(spec, observed, live, green, plan, next))
+            // The gate: green's metrics over this step, when it took traffic.
+            let verdict = if green.weight > Percent::ZERO {
+                verify::metrics_verdict(spec, observed)
+            } else {
+                None
+            };
+            let text = match verdict {
+                None => None,
+                Some(Verdict::Pass { .. }) => verdict.as_ref().map(|v| v.to_string()),
+                Some(Verdict::Fail { ref reasons, .. }) => {
+                    return stop(
+                        spec,
+                        observed,
+                        live,
+                        green,
+                        format!(
+                            "analysis failed at step {n}/{}: {} ({})",
+                            plan.len(),
+                            reasons.join("; "),
+                            verdict.as_ref().map(|v| v.summary()).unwrap_or_default()
+                        ),
+                    );
+                }
+                Some(ref v @ Verdict::Inconclusive { ref reasons, .. }) => {
+                    match (spec.analysis.on_inconclusive(), promoted) {
+                        (Inconclusive::Fail, false) => {
+                            return stop(
+                                spec,
+                                observed,
+                                live,
+                                green,
+                                format!(
+                                    "analysis inconclusive at step {n}/{} and [analysis] \
+                                     inconclusive = \"fail\": {}",
+                                    plan.len(),
+                                    reasons.join("; ")
+                                ),
+                            );
+                        }
+                        (Inconclusive::Wait, false) => {
+                            return Ok(Decision::Wait(Wait {
+                                until: None,
+                                why: WaitReason::Analysis {
+                                    release,
+                                    step: n,
+                                    of: plan.len(),
+                                    weight: step.weight,
+                                    verdict: v.to_string(),
+                                },
+                            }));
+                        }
+                        // Passed on by the config, or by a person who promoted.
+                        _ => Some(v.to_string()),
+                    }
+                }
+            };
+            Ok(move_to(spec, observed, live, green, plan, next, text))
         }
         PauseState::Until(end) => Ok(Decision::Wait(Wait {
             until: Some(end),

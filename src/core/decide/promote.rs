@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::progress::advance;
 use super::settle::settle;
 use super::situation::{in_progress, live};
+use super::verify;
 use super::{Clock, Decision, Done, Refusal, decided};
 use crate::core::names::FleetName;
 use crate::core::observed::Observed;
@@ -81,7 +82,12 @@ pub fn decide_resume(spec: &Spec, observed: &Observed, clock: Clock) -> Decision
             return Ok(Decision::Act(action));
         }
         let live = live(spec, observed)?;
-        let Some(green) = in_progress(spec, observed, &live) else {
+        let green = in_progress(spec, observed, &live);
+        let keep = green.as_ref().map(|g| g.release());
+        if let Some(close) = verify::close_stale(spec, observed, &live, keep.as_deref(), true) {
+            return Ok(Decision::Act(close));
+        }
+        let Some(green) = green else {
             return Ok(Decision::Done(Done::Live {
                 release: live.occupant.release(),
                 slot: live.slot,

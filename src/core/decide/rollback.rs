@@ -6,6 +6,7 @@ use super::abort::stop;
 use super::progress::write_share;
 use super::settle::settle_flips;
 use super::situation::{in_progress, live};
+use super::verify;
 use super::{Action, Decision, Done, Refusal, decided};
 use crate::core::observed::{Observed, Occupancy, crowded_message};
 use crate::core::plan::Percent;
@@ -33,7 +34,12 @@ pub fn decide_rollback(
             return Ok(Decision::Act(action));
         }
         let live = live(spec, observed)?;
-        if let Some(green) = in_progress(spec, observed, &live) {
+        let green = in_progress(spec, observed, &live);
+        let keep = green.as_ref().map(|g| g.release());
+        if let Some(close) = verify::close_stale(spec, observed, &live, keep.as_deref(), true) {
+            return Ok(Decision::Act(close));
+        }
+        if let Some(green) = green {
             return stop(
                 spec,
                 observed,
@@ -136,6 +142,7 @@ pub fn decide_rollback(
             from: spec.slots.get(live.slot).clone(),
             fleet: idle.fleet.name.clone(),
             release: idle.release(),
+            verdict: None,
             write: write_share(spec, observed, &live, Percent::ALL),
         }))
     })())

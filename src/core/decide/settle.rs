@@ -3,9 +3,13 @@
 
 use std::time::SystemTime;
 
-use super::situation::live;
+use super::progress::write_share;
+use super::situation::{Live, live};
+use super::verify::{self, HookAt};
 use super::{Action, Refusal, WARM_SUSPENDS};
+use crate::core::hooks::HookStage;
 use crate::core::observed::{Observed, Occupancy, foreign_fleet};
+use crate::core::plan::{Percent, StepNumber};
 use crate::core::spec::Spec;
 use crate::core::tags::Phase;
 
@@ -22,6 +26,68 @@ pub fn settle(
     now: SystemTime,
 ) -> Result<Option<Action>, Refusal> {
     settle_as(spec, observed, now, true)
+}
+
+/// After the last step of a release: an abort request or a firing alarm returns the traffic to
+/// the previous release (still at capacity, not yet marked warm); otherwise the `post_traffic`
+/// hooks run, and the release's test-traffic rule goes.
+fn verify_after_last_step(
+    spec: &Spec,
+    observed: &Observed,
+    live: &Live<'_>,
+) -> Result<Option<Action>, Refusal> {
+    let release = live.occupant.release();
+    let reason = match &live.occupant.tags.abort {
+        Some(request) if request.starts_with("by ") => Some(format!("aborted {request}")),
+        Some(reason) => Some(reason.clone()),
+        None => verify::alarm_reason(observed),
+    };
+    if let Some(reason) = reason {
+        let idle_slot = live.slot.other();
+        let Occupancy::One(previous) = observed.slot(idle_slot).occupancy() else {
+            return Err(Refusal::attention(format!(
+                "release {release} must be stopped ({reason}), but no previous release is \
+                 left in target group {} to return the traffic to",
+                spec.slots.get(idle_slot).short_name()
+            )));
+        };
+        if !previous.health.ready() {
+            return Err(Refusal::attention(format!(
+                "release {release} must be stopped ({reason}), but the previous release {} is \
+                 not fully healthy ({}); traffic stays on {release}",
+                previous.release(),
+                previous.health.progress()
+            )));
+        }
+        return Ok(Some(Action::RouteBack {
+            to: spec.slots.get(idle_slot).clone(),
+            from: spec.slots.get(live.slot).clone(),
+            fleet: live.occupant.fleet.name.clone(),
+            release,
+            reason,
+            write: write_share(spec, observed, live, Percent::ALL),
+        }));
+    }
+    let steps = live.occupant.tags.plan.as_ref().map_or(1, |p| p.len());
+    let previous = match observed.slot(live.slot.other()).occupancy() {
+        Occupancy::One(previous) => previous.release(),
+        _ => String::new(),
+    };
+    if let Some(hooks) = verify::hooks_due(
+        spec,
+        live.slot,
+        &live.occupant,
+        HookAt {
+            stage: HookStage::PostTraffic,
+            live_release: previous,
+            weight: Percent::ALL,
+            step: Some(StepNumber(steps)),
+            steps,
+        },
+    ) {
+        return Ok(Some(hooks));
+    }
+    Ok(verify::close_own(spec, observed, &release, None))
 }
 
 /// [`settle`] without adopting a live fleet greenlight never tagged: for commands that only
@@ -43,6 +109,16 @@ fn settle_as(
     let live = live(spec, observed)?;
     let fresh_flip = live.occupant.phase() != Some(Phase::Live);
     let rollback = live.occupant.phase() == Some(Phase::Warm);
+    // A release whose last step just landed is verified once more before it is declared live.
+    let promoted = matches!(
+        live.occupant.phase(),
+        Some(Phase::Provisioning | Phase::Releasing)
+    ) && live.occupant.tags.managed_for(&spec.service);
+    if promoted && adopt {
+        if let Some(action) = verify_after_last_step(spec, observed, &live)? {
+            return Ok(Some(action));
+        }
+    }
     if let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() {
         let was_live = match idle.phase() {
             Some(Phase::Live) => idle.tags.managed_for(&spec.service),
