@@ -167,6 +167,8 @@ struct World {
     rules: BTreeMap<ListenerArn, Vec<ListenerRule>>,
     next_rule: u64,
     load_balancer_dns: BTreeMap<String, String>,
+    /// Routers that carry test traffic only.
+    test_routers: Vec<RouterId>,
     alarms: BTreeMap<String, AlarmState>,
     /// What each target group serves per minute from now on (requests, 5xx, p99 ms), as a test
     /// scripts it; metrics over a window are that rate times the window's minutes.
@@ -454,6 +456,15 @@ impl FakeCloud {
         self.lock().routers.push((router.clone(), action));
     }
 
+    /// Adds a test listener: it carries test requests only, so the safety watch does not hold
+    /// it to production's rules (it forwards to green before green is healthy, to get it
+    /// health-checked).
+    pub fn add_test_router(&self, router: &RouterId, action: RouterAction) {
+        let mut w = self.lock();
+        w.routers.push((router.clone(), action));
+        w.test_routers.push(router.clone());
+    }
+
     /// Overwrites the router's action, as a person with the console would.
     pub fn set_router(&self, router: &RouterId, action: RouterAction) {
         let mut w = self.lock();
@@ -690,9 +701,11 @@ fn summarize(name: &FleetName, fleet: &FakeFleet, now: SystemTime) -> FleetSumma
 }
 
 impl World {
+    /// The weight production routers give `target_group` (test listeners do not count).
     fn weight(&self, target_group: &TargetGroupArn) -> u16 {
         self.routers
             .iter()
+            .filter(|(id, _)| !self.test_routers.contains(id))
             .filter_map(|(_, action)| match action {
                 RouterAction::Forward { forwards } => Some(forwards),
                 RouterAction::Other { .. } => None,
@@ -1072,7 +1085,8 @@ impl Cloud for FakeCloud {
                 )
                 .with_code(ROUTER_CHANGED));
             }
-            for forward in forwards.iter().filter(|f| f.weight.get() > 0) {
+            let production = !w.test_routers.contains(id);
+            for forward in forwards.iter().filter(|f| production && f.weight.get() > 0) {
                 let fleets: Vec<(FleetName, FakeFleet)> = w
                     .fleets
                     .iter()

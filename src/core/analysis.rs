@@ -417,13 +417,13 @@ mod tests {
     #[test]
     fn the_summary_has_the_numbers() {
         let c = Comparison {
-            green: window("green", 1000.0, 3.0, Some(140.0)),
+            green: window("green", 1000.0, 1.0, Some(140.0)),
             blue: window("blue", 9000.0, 9.0, None),
             since: SystemTime::UNIX_EPOCH,
         };
         assert_eq!(
             verdict(&spec(), &c).to_string(),
-            "pass: green 0.30% 5xx (3/1000), blue 0.10% 5xx (9/9000), green p99 140ms"
+            "pass: green 0.10% 5xx (1/1000), blue 0.10% 5xx (9/9000), green p99 140ms"
         );
     }
 

@@ -456,6 +456,7 @@ fn seen_split(stable: Slot, green: u16) -> Vec<(&'static str, u16)> {
 fn flip_from(from: Slot, fleet_name: &str, release_name: &str, seen: &[(&str, u16)]) -> Action {
     let to = from.other();
     Action::Flip {
+        verdict: None,
         to: slot_tg(to),
         from: slot_tg(from),
         fleet: name(fleet_name),
@@ -468,6 +469,7 @@ fn flip_from(from: Slot, fleet_name: &str, release_name: &str, seen: &[(&str, u1
 fn shift(stable: Slot, weight: u8, step: u32, of: u32, seen: &[(&str, u16)]) -> Action {
     let green = stable.other();
     Action::Shift {
+        verdict: None,
         fleet: name("checkout-v2"),
         release: "v2".to_owned(),
         to: slot_tg(green),
@@ -2436,6 +2438,7 @@ fn canary_router_writes_set_stickiness_only_while_traffic_is_split() {
     let spec = sticky_spec();
     let sticky = |action: Action, stickiness: Stickiness| match action {
         Action::Shift {
+            verdict: None,
             fleet,
             release,
             to,
@@ -2445,6 +2448,7 @@ fn canary_router_writes_set_stickiness_only_while_traffic_is_split() {
             of,
             write,
         } => Action::Shift {
+            verdict: None,
             fleet,
             release,
             to,
@@ -2458,12 +2462,14 @@ fn canary_router_writes_set_stickiness_only_while_traffic_is_split() {
             },
         },
         Action::Flip {
+            verdict: None,
             to,
             from,
             fleet,
             release,
             write,
         } => Action::Flip {
+            verdict: None,
             to,
             from,
             fleet,
@@ -3432,6 +3438,11 @@ fn applied(mut observed: Observed, action: &Action, now: SystemTime) -> Observed
                 forwards: write.forwards.clone(),
             };
         }
+        // Verification is off in these tests' spec: nothing decides these.
+        Action::OpenTestRule { .. }
+        | Action::CloseTestRule { .. }
+        | Action::PointTestListener { .. }
+        | Action::RunHooks { .. } => unreachable!("no verification configured: {action:?}"),
         Action::RouteBack {
             fleet,
             reason,
@@ -3599,6 +3610,9 @@ fn line(decision: &Decision, start: SystemTime) -> String {
         Decision::Wait(Wait { until, why }) => {
             let until = until.as_ref().map_or_else(|| "promote".to_owned(), since);
             match why {
+                WaitReason::Analysis { step, .. } => {
+                    format!("analysis at step {step} until {until}")
+                }
                 WaitReason::Health { fleet, .. } => format!("wait for {fleet} until {until}"),
                 WaitReason::Pause { step, .. } => format!("bake step {step} until {until}"),
                 WaitReason::Gate { step, .. } => format!("gate at step {step} until {until}"),
@@ -4448,6 +4462,7 @@ fn check_flip(
         fleet,
         release: flipped_release,
         write,
+        ..
     } = action
     else {
         return Err(TestCaseError::fail(format!("not a flip: {action:?}")));
@@ -4522,6 +4537,15 @@ fn deploy_decision_is_safe(spec: &Spec, s: &Scenario) -> Result<(), TestCaseErro
     let names_idle_fleet = |fleet: &FleetName| idle_fleet.is_some_and(|f| &f.name == fleet);
     let idle_targets = &observed.slot(idle).targets;
     match action {
+        Action::OpenTestRule { .. }
+        | Action::CloseTestRule { .. }
+        | Action::PointTestListener { .. }
+        | Action::RunHooks { .. } => {
+            return Err(TestCaseError::fail(format!(
+                "{} without verification configured",
+                action.name()
+            )));
+        }
         Action::JoinRouter {
             target_group,
             live: live_tg,
@@ -4554,6 +4578,7 @@ fn deploy_decision_is_safe(spec: &Spec, s: &Scenario) -> Result<(), TestCaseErro
             step,
             of,
             write,
+            ..
         } => {
             prop_assert_eq!(to, &slot_tg(idle));
             prop_assert_eq!(from, &slot_tg(live));
@@ -4885,6 +4910,9 @@ fn gist(decision: &Decision) -> (String, Option<String>) {
             action.fleet().map(ToString::to_string),
         ),
         Decision::Wait(Wait { why, .. }) => match why {
+            WaitReason::Analysis { release, .. } => {
+                ("wait analysis".to_owned(), Some(release.clone()))
+            }
             WaitReason::Health { fleet, .. } => ("wait health".to_owned(), Some(fleet.to_string())),
             WaitReason::Pause { release, .. } => ("wait pause".to_owned(), Some(release.clone())),
             WaitReason::Gate { release, .. } => ("wait gate".to_owned(), Some(release.clone())),
@@ -5353,6 +5381,15 @@ fn canary_decision_is_safe(
         prop_assert_eq!(fleet, &green.name);
     }
     match action {
+        Action::OpenTestRule { .. }
+        | Action::CloseTestRule { .. }
+        | Action::PointTestListener { .. }
+        | Action::RunHooks { .. } => {
+            return Err(TestCaseError::fail(format!(
+                "{} without verification configured",
+                action.name()
+            )));
+        }
         Action::Shift {
             fleet,
             to,
@@ -5497,6 +5534,11 @@ fn check_canary_wait(c: &Canary, command: &str, wait: &Wait) -> Result<(), TestC
     );
     let now = c.clock.now;
     match &wait.why {
+        WaitReason::Analysis { .. } => {
+            return Err(TestCaseError::fail(
+                "an analysis wait without [analysis] configured",
+            ));
+        }
         WaitReason::Health { fleet, .. } => {
             prop_assert_eq!(fleet, &c.green().name);
             prop_assert!(!c.green_ready(), "waits on a ready green");

@@ -125,9 +125,8 @@ async fn run_one(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A hook that outlives its timeout is killed as it is dropped.
         .kill_on_drop(true)
-        // Its own process group, so a timeout stops what the hook started too.
-        .process_group(0)
         .spawn()
     {
         Ok(child) => child,
@@ -140,7 +139,6 @@ async fn run_one(
             );
         }
     };
-    let group = child.id();
     let prefix = format!("[{} {}]", stage.key(), command);
     let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
@@ -188,13 +186,7 @@ async fn run_one(
             after_seconds: timeout.as_secs(),
         },
     };
-    if let (HookOutcome::TimedOut { .. }, Some(group)) = (&outcome, group) {
-        // The shell and whatever it started: `kill -KILL -<group>`.
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{group}")])
-            .stderr(Stdio::null())
-            .status();
-    }
+
     if hidden > 0 {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "[{}] … {hidden} more lines not shown", stage.key());
@@ -228,8 +220,9 @@ mod tests {
 
     #[test]
     fn a_failing_hook_says_how_and_what_it_printed_last() {
+        // stdout and stderr are two pipes: lines of one keep their order, not across both.
         let r = run(
-            "for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3",
+            "for i in $(seq 1 30); do echo line $i; done; sleep 0.2; echo oops >&2; exit 3",
             Duration::from_secs(10),
         );
         assert_eq!(r.outcome, HookOutcome::Failed { exit_code: Some(3) });
@@ -237,7 +230,7 @@ mod tests {
         assert_eq!(r.last_lines.last().map(String::as_str), Some("oops"));
         assert_eq!(
             r.failure(),
-            "hook `for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3` \
+            "hook `for i in $(seq 1 30); do echo line $i; done; sleep 0.2; echo oops >&2; exit 3` \
              (pre_traffic) exited 3; last output: line 29 | line 30 | oops"
         );
     }

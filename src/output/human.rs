@@ -581,6 +581,7 @@ mod tests {
                         weight: ten,
                         step: StepNumber(1),
                         of: 2,
+                        verdict: None,
                         write: write(split(&tg("checkout-b"), ten, &tg("checkout-a"))),
                     },
                 },
@@ -711,6 +712,7 @@ mod tests {
                 from: tg("checkout-a"),
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
+                verdict: None,
                 write: write(all_to(&tg("checkout-b"), &tg("checkout-a"))),
             },
         };

@@ -12,3 +12,4 @@ mod harness;
 mod proxy;
 mod releases;
 mod scenarios;
+mod verify;
