@@ -2,13 +2,15 @@
 """Seed a sample blue/green-ready service into an AWS emulator (greenlight's, or LocalStack).
 
     AWS_ENDPOINT_URL=http://127.0.0.1:4566 python localstack/seed.py [--service checkout]
-        [--region us-east-1] [--config PATH] [--rule] [--capacity 2]
+        [--region us-east-1] [--config PATH] [--rule] [--test-listener | --nlb] [--capacity 2]
         [--deregistration-delay 5] [--health-timeout 2m] [--keep-warm 1h]
 
 Creates a VPC with two subnets in two AZs, a security group, an internet-facing ALB with two
 instance target groups (slots a and b), an HTTP:80 listener forwarding to slot a (optionally a
-host-header rule too), a launch template, and the blue ASG `<service>-blue` attached to slot a
-with the settings a production group tends to carry (policies, hook, schedule, metrics, tags).
+host-header rule too, and an HTTP:8080 test listener), a launch template, and the blue ASG
+`<service>-blue` attached to slot a with the settings a production group tends to carry
+(policies, hook, schedule, metrics, tags). With `--nlb` the service is behind a Network Load
+Balancer instead: TCP target groups, a TCP:80 listener and a TCP:8080 test listener.
 
 Prints one JSON object describing what it made on stdout; `--config` also writes a
 greenlight.toml for it. Errors: one line on stderr, exit status 1.
@@ -38,6 +40,8 @@ cd /var/www && nohup python3 -m http.server 80 >/var/log/app.log 2>&1 &
 
 # AWS caps load balancer and target group names at 32 characters.
 MAX_ELB_NAME = 32
+# The test listener's port (--test-listener, --nlb).
+TEST_PORT = 8080
 
 
 class SeedError(Exception):
@@ -67,6 +71,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also create a host-header rule <service>.example.com -> slot a and route via it",
     )
     p.add_argument(
+        "--test-listener",
+        action="store_true",
+        help="also create a test listener (port 8080) forwarding to slot a; the config's "
+        "[test_traffic] listener_arn names it",
+    )
+    p.add_argument(
+        "--nlb",
+        action="store_true",
+        help="put the service behind a Network Load Balancer (TCP target groups, TCP:80 listener, "
+        "TCP:8080 test listener) instead of an ALB",
+    )
+    p.add_argument(
         "--capacity", type=int, default=2, help="blue desired = min (max = 2x); default 2"
     )
     p.add_argument(
@@ -84,6 +100,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.capacity < 1:
         p.error("--capacity must be at least 1")
+    if args.nlb and args.rule:
+        p.error("--rule needs an ALB: Network Load Balancer listeners have no rules")
+    # An NLB release reaches green through its test listener (greenlight requires one there).
+    args.test_listener = args.test_listener or args.nlb
     if args.deregistration_delay < 0 or args.deregistration_delay > 3600:
         p.error("--deregistration-delay must be between 0 and 3600 seconds")
     longest = f"{args.service}-alb"
@@ -159,11 +179,12 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     ec2, elbv2, asg = c["ec2"], c["elbv2"], c["autoscaling"]
     svc = args.service
     existing = elbv2.describe_load_balancers()["LoadBalancers"]
-    if any(lb["LoadBalancerName"] == f"{svc}-alb" for lb in existing):
-        raise SeedError(
-            f"service {svc} is already seeded at this endpoint (load balancer {svc}-alb exists); "
-            "pick another --service or reset the emulator"
-        )
+    for lb in existing:
+        if lb["LoadBalancerName"] in (f"{svc}-alb", f"{svc}-nlb"):
+            raise SeedError(
+                f"service {svc} is already seeded at this endpoint (load balancer "
+                f"{lb['LoadBalancerName']} exists); pick another --service or reset the emulator"
+            )
 
     # --- network -----------------------------------------------------------------------------
     vpc_id = ec2.create_vpc(
@@ -192,45 +213,66 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     sg_id = ec2.create_security_group(
         GroupName=f"{svc}-web", Description=f"{svc} web traffic", VpcId=vpc_id
     )["GroupId"]
+    ports = [80, TEST_PORT] if args.test_listener and not args.nlb else [80]
     ec2.authorize_security_group_ingress(
         GroupId=sg_id,
         IpPermissions=[
             {
                 "IpProtocol": "tcp",
-                "FromPort": 80,
-                "ToPort": 80,
+                "FromPort": port,
+                "ToPort": port,
                 "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
             }
+            for port in ports
         ],
     )
 
-    # --- load balancer: two slots, one listener --------------------------------------------
-    lb_arn = elbv2.create_load_balancer(
-        Name=f"{svc}-alb",
-        Subnets=subnet_ids,
-        SecurityGroups=[sg_id],
-        Scheme="internet-facing",
-        Type="application",
-        IpAddressType="ipv4",
-        Tags=tags(service=svc),
-    )["LoadBalancers"][0]["LoadBalancerArn"]
+    # --- load balancer: two slots, one listener (and a test listener) ----------------------
+    if args.nlb:
+        # No security group: an NLB created without one cannot get one later, and the
+        # instances' group already admits port 80 from anywhere (NLBs keep the client's IP).
+        lb_arn = elbv2.create_load_balancer(
+            Name=f"{svc}-nlb",
+            Subnets=subnet_ids,
+            Scheme="internet-facing",
+            Type="network",
+            IpAddressType="ipv4",
+            Tags=tags(service=svc),
+        )["LoadBalancers"][0]["LoadBalancerArn"]
+    else:
+        lb_arn = elbv2.create_load_balancer(
+            Name=f"{svc}-alb",
+            Subnets=subnet_ids,
+            SecurityGroups=[sg_id],
+            Scheme="internet-facing",
+            Type="application",
+            IpAddressType="ipv4",
+            Tags=tags(service=svc),
+        )["LoadBalancers"][0]["LoadBalancerArn"]
 
+    if args.nlb:
+        # TCP health checks: a connection to the traffic port (no path, no matcher).
+        protocol: dict[str, Any] = {"Protocol": "TCP", "HealthCheckProtocol": "TCP"}
+    else:
+        protocol = {
+            "Protocol": "HTTP",
+            "HealthCheckProtocol": "HTTP",
+            "HealthCheckPath": "/health",
+            "Matcher": {"HttpCode": "200"},
+        }
     tg_arns = []
     for slot in ("a", "b"):
         tg = elbv2.create_target_group(
             Name=f"{svc}-{slot}",
-            Protocol="HTTP",
             Port=80,
             VpcId=vpc_id,
             TargetType="instance",
-            HealthCheckProtocol="HTTP",
-            HealthCheckPath="/health",
             HealthCheckIntervalSeconds=10,
             HealthCheckTimeoutSeconds=5,
             HealthyThresholdCount=2,
             UnhealthyThresholdCount=2,
-            Matcher={"HttpCode": "200"},
             Tags=tags(service=svc, slot=slot),
+            **protocol,
         )["TargetGroups"][0]["TargetGroupArn"]
         elbv2.modify_target_group_attributes(
             TargetGroupArn=tg,
@@ -244,9 +286,18 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
         tg_arns.append(tg)
 
     forward_a = [{"Type": "forward", "TargetGroupArn": tg_arns[0]}]
+    listener_protocol = "TCP" if args.nlb else "HTTP"
     listener_arn = elbv2.create_listener(
-        LoadBalancerArn=lb_arn, Protocol="HTTP", Port=80, DefaultActions=forward_a
+        LoadBalancerArn=lb_arn, Protocol=listener_protocol, Port=80, DefaultActions=forward_a
     )["Listeners"][0]["ListenerArn"]
+    test_listener_arn = None
+    if args.test_listener:
+        test_listener_arn = elbv2.create_listener(
+            LoadBalancerArn=lb_arn,
+            Protocol=listener_protocol,
+            Port=TEST_PORT,
+            DefaultActions=forward_a,
+        )["Listeners"][0]["ListenerArn"]
     rule_arn = None
     if args.rule:
         rule_arn = elbv2.create_rule(
@@ -311,18 +362,19 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
             "TargetValue": 50.0,
         },
     )
-    asg.put_scaling_policy(
-        AutoScalingGroupName=blue,
-        PolicyName="requests-per-target",
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingConfiguration={
-            "PredefinedMetricSpecification": {
-                "PredefinedMetricType": "ALBRequestCountPerTarget",
-                "ResourceLabel": resource_label(lb_arn, tg_arns[0]),
+    if not args.nlb:  # ALBRequestCountPerTarget exists for ALB target groups only
+        asg.put_scaling_policy(
+            AutoScalingGroupName=blue,
+            PolicyName="requests-per-target",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingConfiguration={
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "ALBRequestCountPerTarget",
+                    "ResourceLabel": resource_label(lb_arn, tg_arns[0]),
+                },
+                "TargetValue": 1000.0,
             },
-            "TargetValue": 1000.0,
-        },
-    )
+        )
     asg.put_scaling_policy(
         AutoScalingGroupName=blue,
         PolicyName="step-out",
@@ -360,7 +412,9 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
         "vpc_id": vpc_id,
         "subnet_ids": subnet_ids,
         "load_balancer_arn": lb_arn,
+        "load_balancer_type": "network" if args.nlb else "application",
         "listener_arn": listener_arn,
+        "test_listener_arn": test_listener_arn,
         "rule_arn": rule_arn,
         "target_groups": tg_arns,
         "launch_template_id": lt_id,
@@ -395,6 +449,12 @@ def write_config(path: Path, args: argparse.Namespace, out: dict[str, Any]) -> N
             f"keep_warm = {toml_str(args.keep_warm)}",
             "",
         ]
+        + (
+            # Last, so a caller can append more [test_traffic] keys (header = ...) below it.
+            ["[test_traffic]", f"listener_arn = {toml_str(out['test_listener_arn'])}", ""]
+            if out["test_listener_arn"]
+            else []
+        )
     )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -420,6 +480,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.nlb and ":loadbalancer/app/" in out["load_balancer_arn"]:
+        # moto names every load balancer loadbalancer/app/...; AWS names an NLB's .../net/...
+        # and greenlight tells the kinds apart by the ARN (a note, not an error: exit 0).
+        print(
+            "seed.py: note: this endpoint gave the network load balancer an application ARN "
+            "(loadbalancer/app/...), so greenlight will treat it as an ALB",
+            file=sys.stderr,
+        )
     print(json.dumps(out))
     return 0
 
