@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::core::analysis::AlarmState;
 use crate::core::cloud::Cloud;
 use crate::core::decide::{in_progress, live};
 use crate::core::lock::LockRecord;
@@ -34,6 +35,18 @@ pub struct StatusReport {
     pub release: Option<ReleaseStatus>,
     /// Who holds the service's lock, if anyone.
     pub lock: Option<LockRecord>,
+    /// The `[analysis] alarms`, with their states.
+    pub alarms: Vec<AlarmState>,
+    /// The test-traffic rules greenlight keeps on the router's listener (release → priority).
+    pub test_rules: Vec<TestRuleStatus>,
+}
+
+/// A test-traffic rule on the router's listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestRuleStatus {
+    pub release: String,
+    pub priority: Option<u32>,
+    pub rule_arn: String,
 }
 
 /// A release in progress: its strategy, where it is in its plan, and what it waits for.
@@ -61,6 +74,10 @@ pub struct ReleaseStatus {
     pub promoted: Option<String>,
     /// An `abort` request not yet acted on.
     pub abort_requested: Option<String>,
+    /// The hook stages that ran and passed.
+    pub hooks_done: Option<String>,
+    /// The last analysis verdict, with its numbers.
+    pub verdict: Option<String>,
 }
 
 /// One slot: its share of traffic and the fleet behind it.
@@ -148,6 +165,8 @@ pub fn report(
                     Promoted::Step(n) => format!("step {n}"),
                 }),
                 abort_requested: t.abort.clone(),
+                hooks_done: t.hooks_done.clone(),
+                verdict: t.verdict.clone(),
             }
         });
     let problem = match &live_found {
@@ -163,6 +182,20 @@ pub fn report(
         traffic,
         release,
         lock,
+        alarms: observed.verify.alarms.clone(),
+        test_rules: observed
+            .verify
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| {
+                Some(TestRuleStatus {
+                    release: r.test_release(&spec.service)?.to_owned(),
+                    priority: r.priority,
+                    rule_arn: r.arn.to_string(),
+                })
+            })
+            .collect(),
     }
 }
 

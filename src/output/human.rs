@@ -390,6 +390,29 @@ pub fn print_status(report: &StatusReport) {
             line.push_str(&format!("; abort requested ({abort})"));
         }
         let _ = writeln!(out, "{line}");
+        if let Some(verdict) = &r.verdict {
+            let _ = writeln!(out, "analysis: {verdict}");
+        }
+    }
+    for alarm in &report.alarms {
+        let _ = writeln!(
+            out,
+            "alarm {}: {}",
+            alarm.name,
+            serde_json::to_value(alarm.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_uppercase))
+                .unwrap_or_default()
+        );
+    }
+    for rule in &report.test_rules {
+        let _ = writeln!(
+            out,
+            "test traffic: release {} through rule {} (priority {})",
+            rule.release,
+            rule.rule_arn,
+            rule.priority.map_or("default".to_owned(), |p| p.to_string())
+        );
     }
     match &report.lock {
         Some(lock) => {
