@@ -450,3 +450,6 @@ mod rfc3339 {
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod verify_tests;
