@@ -299,9 +299,13 @@ mod tests {
         Inconclusive(&'static str),
     }
 
+    /// Green's requests, 5xx and p99; blue's requests and 5xx.
+    type Green = (f64, f64, Option<f64>);
+    type Blue = (f64, f64);
+
     #[test]
     fn verdict_table() {
-        let cases: Vec<(&str, AnalysisSpec, (f64, f64, Option<f64>), (f64, f64), V)> = vec![
+        let cases: Vec<(&str, AnalysisSpec, Green, Blue, V)> = vec![
             (
                 "clean",
                 spec(),

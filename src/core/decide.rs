@@ -239,6 +239,12 @@ pub enum Action {
         /// A rollback moved traffic away from it: a later plain `rollback` will not return.
         rolled_back: bool,
     },
+    /// The release is being stopped: why, recorded on green before its test traffic is closed.
+    RecordStop {
+        fleet: FleetName,
+        release: String,
+        reason: String,
+    },
     /// The release stops: green is scaled to zero and tagged failed with why. It takes no
     /// traffic (a [`Action::RouteBack`] comes first when it did).
     FailRelease {
@@ -266,6 +272,7 @@ impl Action {
             Action::CloseTestRule { .. } => "close_test_rule",
             Action::PointTestListener { .. } => "point_test_listener",
             Action::RunHooks { .. } => "run_hooks",
+            Action::RecordStop { .. } => "record_stop",
             Action::RouteBack { .. } => "route_back",
             Action::MarkLive { .. } => "mark_live",
             Action::MarkWarm { .. } => "mark_warm",
@@ -290,6 +297,7 @@ impl Action {
             | Action::Flip { fleet, .. }
             | Action::OpenTestRule { fleet, .. }
             | Action::RunHooks { fleet, .. }
+            | Action::RecordStop { fleet, .. }
             | Action::RouteBack { fleet, .. }
             | Action::MarkLive { fleet, .. }
             | Action::MarkWarm { fleet, .. }

@@ -3442,7 +3442,8 @@ fn applied(mut observed: Observed, action: &Action, now: SystemTime) -> Observed
         Action::OpenTestRule { .. }
         | Action::CloseTestRule { .. }
         | Action::PointTestListener { .. }
-        | Action::RunHooks { .. } => unreachable!("no verification configured: {action:?}"),
+        | Action::RunHooks { .. }
+        | Action::RecordStop { .. } => unreachable!("no verification configured: {action:?}"),
         Action::RouteBack {
             fleet,
             reason,
@@ -4540,7 +4541,8 @@ fn deploy_decision_is_safe(spec: &Spec, s: &Scenario) -> Result<(), TestCaseErro
         Action::OpenTestRule { .. }
         | Action::CloseTestRule { .. }
         | Action::PointTestListener { .. }
-        | Action::RunHooks { .. } => {
+        | Action::RunHooks { .. }
+        | Action::RecordStop { .. } => {
             return Err(TestCaseError::fail(format!(
                 "{} without verification configured",
                 action.name()
@@ -5384,7 +5386,8 @@ fn canary_decision_is_safe(
         Action::OpenTestRule { .. }
         | Action::CloseTestRule { .. }
         | Action::PointTestListener { .. }
-        | Action::RunHooks { .. } => {
+        | Action::RunHooks { .. }
+        | Action::RecordStop { .. } => {
             return Err(TestCaseError::fail(format!(
                 "{} without verification configured",
                 action.name()

@@ -77,15 +77,22 @@ pub fn rule_tags(service: &ServiceName, release: &str) -> Vec<(String, String)> 
 /// The priority for a new test rule: a free one evaluated before `before` (the router's own
 /// rule's priority, for a rule router) or before every rule (for a listener's default action),
 /// so requests with the header reach the test rule first; the closest such one, leaving room
-/// below. Else the lowest free one. `None` when the listener is full.
+/// below. For a listener's default action with no room before every rule, the lowest free one
+/// (the other rules serve other hosts and paths). `None` when there is none: behind a rule
+/// router's own rule, a test rule would never match.
 pub fn free_priority(rules: &[ListenerRule], before: Option<u32>) -> Option<u32> {
     let taken: Vec<u32> = rules.iter().filter_map(|r| r.priority).collect();
     let free = |p: &u32| !taken.contains(p);
-    let limit = before.unwrap_or_else(|| taken.iter().min().copied().unwrap_or(MAX_PRIORITY + 1));
-    (1..limit)
-        .rev()
-        .find(free)
-        .or_else(|| (1..=MAX_PRIORITY).find(free))
+    match before {
+        Some(limit) => (1..limit).rev().find(free),
+        None => {
+            let limit = taken.iter().min().copied().unwrap_or(MAX_PRIORITY + 1);
+            (1..limit)
+                .rev()
+                .find(free)
+                .or_else(|| (1..=MAX_PRIORITY).find(free))
+        }
+    }
 }
 
 /// The conditions of a test rule: the router rule's own (a host or path it serves), plus the
@@ -147,8 +154,10 @@ mod tests {
         // A listener's default action: before every rule.
         assert_eq!(free_priority(&rules, None), Some(8));
         assert_eq!(free_priority(&[rule(None)], None), Some(50_000));
-        // Nothing free before: the lowest free anywhere.
-        assert_eq!(free_priority(&[rule(Some(1))], Some(1)), Some(2));
+        // Nothing free before a rule router's rule: none (a test rule behind it never matches).
+        assert_eq!(free_priority(&[rule(Some(1))], Some(1)), None);
+        // Before every rule of a listener's default action: the lowest free one if need be.
+        assert_eq!(free_priority(&[rule(Some(1))], None), Some(2));
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub async fn apply<C: Cloud>(
                 .await
                 .map_err(cloud_err)?;
         }
+        Action::RecordStop { fleet, reason, .. } => {
+            cloud
+                .tag_fleet(fleet, &[(tags::ABORT.to_owned(), tags::clip(reason))])
+                .await
+                .map_err(cloud_err)?;
+        }
         Action::CloseTestRule { rule, .. } => {
             cloud.delete_rule(rule).await.map_err(cloud_err)?;
         }

@@ -266,6 +266,9 @@ fn describe_action(action: &Action) -> String {
             "opening test traffic: a rule at priority {priority} sends requests with the test header naming {release} to {}",
             target_group.short_name()
         ),
+        Action::RecordStop {
+            release, reason, ..
+        } => format!("stopping release {release}: {reason}"),
         Action::CloseTestRule { release, .. } => {
             format!("closing the test-traffic rule of release {release}")
         }
@@ -411,7 +414,8 @@ pub fn print_status(report: &StatusReport) {
             "test traffic: release {} through rule {} (priority {})",
             rule.release,
             rule.rule_arn,
-            rule.priority.map_or("default".to_owned(), |p| p.to_string())
+            rule.priority
+                .map_or("default".to_owned(), |p| p.to_string())
         );
     }
     match &report.lock {

@@ -48,6 +48,15 @@ pub(super) fn stop(
         &green.release(),
         Some(spec.slots.get(live.slot)),
     ) {
+        if green.occupant.tags.abort.is_none() {
+            // Why, first, so that no later pass takes the release up again meanwhile (a
+            // deploy would point the test listener back at green).
+            return Ok(Decision::Act(Action::RecordStop {
+                fleet: green.occupant.fleet.name.clone(),
+                release: green.release(),
+                reason,
+            }));
+        }
         return Ok(Decision::Act(close));
     }
     Ok(Decision::Act(Action::FailRelease {

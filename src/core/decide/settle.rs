@@ -35,6 +35,7 @@ fn verify_after_last_step(
     spec: &Spec,
     observed: &Observed,
     live: &Live<'_>,
+    drive: bool,
 ) -> Result<Option<Action>, Refusal> {
     let release = live.occupant.release();
     let reason = match &live.occupant.tags.abort {
@@ -67,6 +68,9 @@ fn verify_after_last_step(
             reason,
             write: write_share(spec, observed, live, Percent::ALL),
         }));
+    }
+    if !drive {
+        return Ok(None);
     }
     let steps = live.occupant.tags.plan.as_ref().map_or(1, |p| p.len());
     let previous = match observed.slot(live.slot.other()).occupancy() {
@@ -114,10 +118,10 @@ fn settle_as(
         live.occupant.phase(),
         Some(Phase::Provisioning | Phase::Releasing)
     ) && live.occupant.tags.managed_for(&spec.service);
-    if promoted && adopt {
-        if let Some(action) = verify_after_last_step(spec, observed, &live)? {
-            return Ok(Some(action));
-        }
+    // A failed check sends the traffic back whichever command looks; only deploy and promote
+    // (which drive the release) run its last hooks and close its test traffic here.
+    if promoted && let Some(action) = verify_after_last_step(spec, observed, &live, adopt)? {
+        return Ok(Some(action));
     }
     if let Occupancy::One(idle) = observed.slot(live.slot.other()).occupancy() {
         let was_live = match idle.phase() {

@@ -93,13 +93,20 @@ pub(super) fn open(
                 rules.iter().find(|r| &r.arn == arn),
             ),
         };
-        let priority = test_traffic::free_priority(rules, router_rule.and_then(|r| r.priority))
-            .ok_or_else(|| {
-                Refusal::attention(format!(
+        let before = router_rule.and_then(|r| r.priority);
+        let priority = test_traffic::free_priority(rules, before).ok_or_else(|| {
+            Refusal::attention(match before {
+                Some(p) => format!(
+                    "listener {listener} has no free rule priority before the router's rule \
+                     ({p}), where the test-traffic rule must go to be matched first; free one \
+                     up, or remove [test_traffic] header"
+                ),
+                None => format!(
                     "listener {listener} has no free rule priority for the test-traffic rule; \
                      remove a rule or [test_traffic] header"
-                ))
-            })?;
+                ),
+            })
+        })?;
         return Ok(Some(Action::OpenTestRule {
             fleet: green.occupant.fleet.name.clone(),
             release: release.clone(),
