@@ -1,9 +1,15 @@
-//! Elastic Load Balancing v2: the router's forward action, target groups and target health.
+//! Elastic Load Balancing v2: the router's forward action, target groups and target health,
+//! listener rules (for test traffic) and the load balancer's DNS name.
+
+use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig, TargetGroupTuple,
+    Action, ActionTypeEnum, ForwardActionConfig, HostHeaderConditionConfig,
+    HttpHeaderConditionConfig, HttpRequestMethodConditionConfig, PathPatternConditionConfig,
+    QueryStringConditionConfig, QueryStringKeyValuePair, Rule, RuleCondition as SdkCondition,
+    SourceIpConditionConfig, Tag, TargetGroupStickinessConfig, TargetGroupTuple,
 };
 
 use super::error::{Endpoint, missing};
@@ -11,17 +17,28 @@ use crate::core::cloud::{
     CloudError, CloudErrorKind, CloudResult, ROUTER_CHANGED, TargetGroupInfo,
 };
 use crate::core::health::{TargetHealth, TargetState};
-use crate::core::names::TargetGroupArn;
+use crate::core::names::{ListenerArn, RuleArn, TargetGroupArn};
 use crate::core::router::{
     Forward, RouterAction, RouterId, RouterState, RouterWrite, Stickiness, Weight, same_forwards,
 };
+use crate::core::test_traffic::{ListenerRule, RuleCondition};
 
 const DESCRIBE_LISTENERS: &str = "DescribeListeners";
 const DESCRIBE_RULES: &str = "DescribeRules";
 const MODIFY_LISTENER: &str = "ModifyListener";
 const MODIFY_RULE: &str = "ModifyRule";
+const CREATE_RULE: &str = "CreateRule";
+const DELETE_RULE: &str = "DeleteRule";
+const DESCRIBE_TAGS: &str = "DescribeTags";
+const DESCRIBE_LOAD_BALANCERS: &str = "DescribeLoadBalancers";
 const DESCRIBE_TARGET_GROUPS: &str = "DescribeTargetGroups";
 const DESCRIBE_TARGET_HEALTH: &str = "DescribeTargetHealth";
+
+/// The most resource ARNs one DescribeTags call takes.
+const TAGS_PER_CALL: usize = 20;
+/// How many times `listener_rules` reads the rules when one it listed is gone before its tags
+/// are read (another runner deleted its test rule in between).
+const RULE_READS: usize = 3;
 
 /// ELBv2 gives a forward target group without a weight the weight 1.
 const DEFAULT_WEIGHT: i32 = 1;
@@ -218,6 +235,335 @@ impl Elbv2 {
             })
             .collect()
     }
+}
+
+/// Listener rules, for test traffic, and the load balancer's address.
+impl Elbv2 {
+    pub(crate) async fn listener_rules(
+        &self,
+        listener: &ListenerArn,
+    ) -> CloudResult<Vec<ListenerRule>> {
+        let mut reads = 1;
+        loop {
+            let rules = self.describe_rules(listener).await?;
+            let arns: Vec<&str> = rules.iter().filter_map(Rule::rule_arn).collect();
+            match self.tags(&arns).await {
+                Ok(mut tags) => {
+                    return rules
+                        .iter()
+                        .map(|rule| listener_rule(DESCRIBE_RULES, rule, &mut tags))
+                        .collect();
+                }
+                // A rule listed a moment ago is gone: the list is stale, so read it again.
+                Err(e) if e.kind == CloudErrorKind::NotFound && reads < RULE_READS => reads += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Every rule of the listener, the default rule included: all pages (`Marker` /
+    /// `NextMarker`).
+    async fn describe_rules(&self, listener: &ListenerArn) -> CloudResult<Vec<Rule>> {
+        let mut pages = self
+            .client
+            .describe_rules()
+            .listener_arn(listener.as_str())
+            .into_paginator()
+            .send();
+        let mut rules = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(self.endpoint.on(DESCRIBE_RULES))?;
+            rules.extend(page.rules().iter().cloned());
+        }
+        Ok(rules)
+    }
+
+    /// The tags of each resource, by ARN, in batches of what DescribeTags takes.
+    async fn tags(&self, arns: &[&str]) -> CloudResult<BTreeMap<String, BTreeMap<String, String>>> {
+        let op = DESCRIBE_TAGS;
+        let mut out = BTreeMap::new();
+        for batch in arns.chunks(TAGS_PER_CALL) {
+            let answer = self
+                .client
+                .describe_tags()
+                .set_resource_arns(Some(batch.iter().map(|a| (*a).to_owned()).collect()))
+                .send()
+                .await
+                .map_err(self.endpoint.on(op))?;
+            for description in answer.tag_descriptions() {
+                let arn = description
+                    .resource_arn()
+                    .ok_or_else(|| missing(op, "a tag description", "ResourceArn"))?;
+                let tags = description
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
+                    .collect();
+                out.insert(arn.to_owned(), tags);
+            }
+        }
+        Ok(out)
+    }
+
+    /// CreateRule with the conditions in their typed configs (never the legacy `Values`), one
+    /// forward to `target_group`, and the tags in the same call, so the rule never exists
+    /// untagged (which is why it also needs elasticloadbalancing:AddTags).
+    pub(crate) async fn create_rule(
+        &self,
+        listener: &ListenerArn,
+        priority: u32,
+        conditions: &[RuleCondition],
+        target_group: &TargetGroupArn,
+        tags: &[(String, String)],
+    ) -> CloudResult<RuleArn> {
+        let op = CREATE_RULE;
+        let conditions = conditions
+            .iter()
+            .map(|c| sdk_condition(op, c))
+            .collect::<CloudResult<Vec<_>>>()?;
+        let priority = i32::try_from(priority).map_err(|_| {
+            CloudError::new(
+                CloudErrorKind::InvalidRequest,
+                op,
+                format!("rule priority {priority} is out of range"),
+            )
+        })?;
+        let out = self
+            .client
+            .create_rule()
+            .listener_arn(listener.as_str())
+            .priority(priority)
+            .set_conditions(Some(conditions))
+            .actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .order(1)
+                    .target_group_arn(target_group.as_str())
+                    .build(),
+            )
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(self.endpoint.on(op))?;
+        let arn = out
+            .rules()
+            .first()
+            .and_then(Rule::rule_arn)
+            .ok_or_else(|| missing(op, "its answer", "RuleArn"))?;
+        RuleArn::parse(arn).map_err(|e| CloudError::new(CloudErrorKind::Other, op, e.0))
+    }
+
+    /// DeleteRule; a rule that is already gone counts as deleted.
+    pub(crate) async fn delete_rule(&self, rule: &RuleArn) -> CloudResult<()> {
+        match self
+            .client
+            .delete_rule()
+            .rule_arn(rule.as_str())
+            .send()
+            .await
+            .map_err(self.endpoint.on(DELETE_RULE))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == CloudErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn load_balancer_dns(&self, load_balancer_arn: &str) -> CloudResult<String> {
+        let op = DESCRIBE_LOAD_BALANCERS;
+        let out = self
+            .client
+            .describe_load_balancers()
+            .load_balancer_arns(load_balancer_arn)
+            .send()
+            .await
+            .map_err(self.endpoint.on(op))?;
+        let balancer = out
+            .load_balancers()
+            .iter()
+            .find(|b| b.load_balancer_arn() == Some(load_balancer_arn))
+            .ok_or_else(|| {
+                CloudError::new(
+                    CloudErrorKind::NotFound,
+                    op,
+                    format!("load balancer {load_balancer_arn} not found"),
+                )
+            })?;
+        balancer
+            .dns_name()
+            .map(str::to_owned)
+            .ok_or_else(|| missing(op, "a load balancer", "DNSName"))
+    }
+}
+
+/// One rule as DescribeRules reports it, with its tags (taken out of `tags`).
+fn listener_rule(
+    operation: &str,
+    rule: &Rule,
+    tags: &mut BTreeMap<String, BTreeMap<String, String>>,
+) -> CloudResult<ListenerRule> {
+    let arn = rule
+        .rule_arn()
+        .ok_or_else(|| missing(operation, "a rule", "RuleArn"))?;
+    let priority = match rule.priority() {
+        _ if rule.is_default() == Some(true) => None,
+        Some("default") => None,
+        Some(p) => Some(p.parse::<u32>().map_err(|_| {
+            CloudError::new(
+                CloudErrorKind::Other,
+                operation,
+                format!("rule {arn} has priority {p:?}, not a number"),
+            )
+        })?),
+        None => return Err(missing(operation, "a rule", "Priority")),
+    };
+    let conditions = rule
+        .conditions()
+        .iter()
+        .map(|c| read_condition(operation, c))
+        .collect::<CloudResult<Vec<_>>>()?;
+    let mut target_groups: Vec<TargetGroupArn> = Vec::new();
+    for action in rule.actions() {
+        if action.r#type() != Some(&ActionTypeEnum::Forward) {
+            continue;
+        }
+        let tuples = action
+            .forward_config()
+            .map(|c| c.target_groups())
+            .unwrap_or_default();
+        // AWS reports a plain forward both ways; a weighted one only in the ForwardConfig.
+        let arns: Vec<&str> = if tuples.is_empty() {
+            action.target_group_arn().into_iter().collect()
+        } else {
+            tuples.iter().filter_map(|t| t.target_group_arn()).collect()
+        };
+        for arn in arns {
+            let group = parse_target_group(operation, arn)?;
+            if !target_groups.contains(&group) {
+                target_groups.push(group);
+            }
+        }
+    }
+    Ok(ListenerRule {
+        arn: RuleArn::parse(arn)
+            .map_err(|e| CloudError::new(CloudErrorKind::Other, operation, e.0))?,
+        priority,
+        conditions,
+        target_groups,
+        tags: tags.remove(arn).unwrap_or_default(),
+    })
+}
+
+/// A condition kept whole: the values of the field's config, or the legacy `Values` when there
+/// is no config (a rule created with `Values` only may be reported that way).
+fn read_condition(operation: &str, c: &SdkCondition) -> CloudResult<RuleCondition> {
+    let field = c
+        .field()
+        .ok_or_else(|| missing(operation, "a rule condition", "Field"))?;
+    let configured: &[String] = match field {
+        "host-header" => c.host_header_config().map(|h| h.values()),
+        "path-pattern" => c.path_pattern_config().map(|p| p.values()),
+        "http-header" => c.http_header_config().map(|h| h.values()),
+        "http-request-method" => c.http_request_method_config().map(|m| m.values()),
+        "source-ip" => c.source_ip_config().map(|s| s.values()),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let values = if configured.is_empty() {
+        c.values()
+    } else {
+        configured
+    };
+    Ok(RuleCondition {
+        field: field.to_owned(),
+        values: values.to_vec(),
+        header_name: c
+            .http_header_config()
+            .and_then(|h| h.http_header_name())
+            .map(str::to_owned),
+        query: c
+            .query_string_config()
+            .map(|q| q.values())
+            .unwrap_or_default()
+            .iter()
+            .map(|pair| {
+                (
+                    pair.key().map(str::to_owned),
+                    pair.value().unwrap_or("").to_owned(),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// A condition as CreateRule takes it: the field and its typed config.
+fn sdk_condition(operation: &str, c: &RuleCondition) -> CloudResult<SdkCondition> {
+    let values = Some(c.values.clone());
+    let condition = SdkCondition::builder().field(&c.field);
+    let condition = match c.field.as_str() {
+        "host-header" => condition.host_header_config(
+            HostHeaderConditionConfig::builder()
+                .set_values(values)
+                .build(),
+        ),
+        "path-pattern" => condition.path_pattern_config(
+            PathPatternConditionConfig::builder()
+                .set_values(values)
+                .build(),
+        ),
+        "http-header" => {
+            let name = c.header_name.as_deref().ok_or_else(|| {
+                CloudError::new(
+                    CloudErrorKind::InvalidRequest,
+                    operation,
+                    "an http-header condition needs a header name",
+                )
+            })?;
+            condition.http_header_config(
+                HttpHeaderConditionConfig::builder()
+                    .http_header_name(name)
+                    .set_values(values)
+                    .build(),
+            )
+        }
+        "http-request-method" => condition.http_request_method_config(
+            HttpRequestMethodConditionConfig::builder()
+                .set_values(values)
+                .build(),
+        ),
+        "source-ip" => condition.source_ip_config(
+            SourceIpConditionConfig::builder()
+                .set_values(values)
+                .build(),
+        ),
+        "query-string" => condition.query_string_config(
+            QueryStringConditionConfig::builder()
+                .set_values(Some(
+                    c.query
+                        .iter()
+                        .map(|(key, value)| {
+                            QueryStringKeyValuePair::builder()
+                                .set_key(key.clone())
+                                .value(value)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .build(),
+        ),
+        other => {
+            return Err(CloudError::new(
+                CloudErrorKind::InvalidRequest,
+                operation,
+                format!("cannot create a rule condition on field {other:?}"),
+            ));
+        }
+    };
+    Ok(condition.build())
 }
 
 /// Actions that end the chain; authentication and JWT validation come before one of them.
@@ -551,6 +897,151 @@ mod tests {
             .target_group_stickiness_config()
             .unwrap();
         assert_eq!(sticky.enabled(), Some(false));
+    }
+
+    fn condition(field: &str, values: &[&str]) -> RuleCondition {
+        RuleCondition {
+            field: field.into(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+            header_name: None,
+            query: vec![],
+        }
+    }
+
+    #[test]
+    fn conditions_go_in_typed_configs_and_read_back_whole() {
+        let conditions = [
+            condition("host-header", &["shop.example.com", "*.shop.example.com"]),
+            condition("path-pattern", &["/api/*"]),
+            RuleCondition::header("X-Greenlight-Release", "v3"),
+            condition("http-request-method", &["GET", "HEAD"]),
+            condition("source-ip", &["10.0.0.0/8"]),
+            RuleCondition {
+                query: vec![(Some("canary".into()), "1".into()), (None, "beta".into())],
+                ..condition("query-string", &[])
+            },
+        ];
+        for c in &conditions {
+            let sent = sdk_condition("CreateRule", c).unwrap();
+            assert_eq!(sent.field(), Some(c.field.as_str()));
+            assert!(sent.values().is_empty(), "legacy Values sent: {sent:?}");
+            assert_eq!(&read_condition("DescribeRules", &sent).unwrap(), c);
+        }
+        let header = sdk_condition("CreateRule", &conditions[2]).unwrap();
+        let config = header.http_header_config().unwrap();
+        assert_eq!(config.http_header_name(), Some("X-Greenlight-Release"));
+        assert_eq!(config.values(), ["v3"]);
+    }
+
+    #[test]
+    fn legacy_values_are_read_when_there_is_no_config() {
+        let legacy = SdkCondition::builder()
+            .field("path-pattern")
+            .values("/api/*")
+            .build();
+        assert_eq!(
+            read_condition("DescribeRules", &legacy).unwrap(),
+            condition("path-pattern", &["/api/*"])
+        );
+        // AWS reports a host-header condition both ways; they agree, and the config is read.
+        let both = SdkCondition::builder()
+            .field("host-header")
+            .values("a.example.com")
+            .host_header_config(
+                HostHeaderConditionConfig::builder()
+                    .values("a.example.com")
+                    .values("b.example.com")
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            read_condition("DescribeRules", &both).unwrap().values,
+            ["a.example.com", "b.example.com"]
+        );
+    }
+
+    #[test]
+    fn conditions_create_rule_cannot_take_are_refused() {
+        let nameless = RuleCondition {
+            header_name: None,
+            ..RuleCondition::header("X", "v")
+        };
+        for c in [condition("cookie", &["x"]), nameless] {
+            let err = sdk_condition("CreateRule", &c).unwrap_err();
+            assert_eq!(err.kind, CloudErrorKind::InvalidRequest, "{c:?}");
+        }
+    }
+
+    const RULE: &str = "arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/lb/1/2/3";
+
+    fn sdk_rule(priority: &str, default: bool, actions: Vec<Action>) -> Rule {
+        Rule::builder()
+            .rule_arn(RULE)
+            .priority(priority)
+            .is_default(default)
+            .conditions(
+                SdkCondition::builder()
+                    .field("path-pattern")
+                    .values("/x")
+                    .build(),
+            )
+            .set_actions(Some(actions))
+            .build()
+    }
+
+    #[test]
+    fn rules_read_with_priority_target_groups_and_tags() {
+        let plain = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(A)
+            .build();
+        let mut tags = BTreeMap::from([(
+            RULE.to_owned(),
+            BTreeMap::from([("greenlight:release".to_owned(), "v3".to_owned())]),
+        )]);
+        let default = listener_rule(
+            "DescribeRules",
+            &sdk_rule("default", true, vec![plain]),
+            &mut tags,
+        )
+        .unwrap();
+        assert_eq!(default.priority, None);
+        assert_eq!(default.target_groups, [tg(A)]);
+        assert_eq!(
+            default.tags.get("greenlight:release").map(String::as_str),
+            Some("v3")
+        );
+
+        let split = weighted(&[(A, Some(90)), (B, Some(10))]);
+        let rule = listener_rule(
+            "DescribeRules",
+            &sdk_rule("12", false, vec![oidc(), split]),
+            &mut tags,
+        )
+        .unwrap();
+        assert_eq!(rule.priority, Some(12));
+        assert_eq!(rule.target_groups, [tg(A), tg(B)]);
+        assert_eq!(rule.conditions, [condition("path-pattern", &["/x"])]);
+        assert!(rule.tags.is_empty());
+
+        let fixed = Action::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .build();
+        let rule = listener_rule(
+            "DescribeRules",
+            &sdk_rule("3", false, vec![fixed]),
+            &mut tags,
+        )
+        .unwrap();
+        assert!(rule.target_groups.is_empty());
+
+        let err = listener_rule(
+            "DescribeRules",
+            &sdk_rule("first", false, vec![]),
+            &mut tags,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, CloudErrorKind::Other);
     }
 
     #[test]

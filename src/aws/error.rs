@@ -201,7 +201,10 @@ fn kind_for_code(code: &str, message: &str) -> Option<CloudErrorKind> {
         | "InvalidAMIID.Unavailable"
         | "InvalidLaunchTemplateId.NotFound"
         | "InvalidLaunchTemplateId.VersionNotFound"
-        | "InvalidLaunchTemplateName.NotFoundException" => NotFound,
+        | "InvalidLaunchTemplateName.NotFoundException"
+        // CloudWatch (SetAlarmState and others on a missing alarm, dashboard, …).
+        | "ResourceNotFound"
+        | "ResourceNotFoundException" => NotFound,
         "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "OptInRequired" => {
             AccessDenied
         }
@@ -236,7 +239,10 @@ fn kind_for_code(code: &str, message: &str) -> Option<CloudErrorKind> {
         | "RequestTimeout"
         | "RequestTimeoutException"
         | "PriorRequestNotComplete"
-        | "EC2ThrottledException" => Unavailable,
+        | "EC2ThrottledException"
+        // CloudWatch's InternalServiceFault: its code on the wire is InternalServiceError.
+        | "InternalServiceError"
+        | "InternalServiceFault" => Unavailable,
         // Auto Scaling reports a missing group as a validation error, e.g.
         // "AutoScalingGroup name not found - AutoScalingGroup 'x' not found".
         "ValidationError" if message.to_ascii_lowercase().contains("not found") => NotFound,
@@ -257,7 +263,12 @@ fn kind_for_code(code: &str, message: &str) -> Option<CloudErrorKind> {
         | "InvalidAMIID.Malformed"
         | "InvalidLaunchTemplateId.Malformed"
         | "InvalidLaunchTemplateName.MalformedException"
-        | "IdempotentParameterMismatch" => InvalidRequest,
+        | "IdempotentParameterMismatch"
+        // CloudWatch: a malformed value (InvalidFormatFault).
+        | "InvalidFormat" => InvalidRequest,
+        // CloudWatch's quotas ("the quota for alarms has already been reached"): retrying
+        // does not help, and the request itself was fine.
+        "LimitExceeded" | "LimitExceededException" => Other,
         _ => return None,
     })
 }
@@ -382,6 +393,33 @@ mod tests {
             ("InvalidParameterValue", "", Some(400), InvalidRequest),
             ("InvalidParameterCombination", "", Some(400), InvalidRequest),
             ("InvalidConfigurationRequest", "", Some(400), InvalidRequest),
+            (
+                "PriorityInUse",
+                "Priority '10' is currently in use",
+                Some(400),
+                Conflict,
+            ),
+            // CloudWatch (awsQuery codes, as x-amzn-query-error carries them).
+            ("ResourceNotFound", "", Some(404), NotFound),
+            ("ResourceNotFoundException", "", Some(404), NotFound),
+            (
+                "InvalidParameterValue",
+                "The parameter Period",
+                Some(400),
+                InvalidRequest,
+            ),
+            ("MissingParameter", "", Some(400), InvalidRequest),
+            ("InvalidFormat", "", Some(400), InvalidRequest),
+            ("LimitExceeded", "The quota for alarms", Some(400), Other),
+            ("LimitExceededException", "", Some(400), Other),
+            ("InternalServiceError", "", Some(500), Unavailable),
+            ("InternalServiceFault", "", Some(500), Unavailable),
+            (
+                "InvalidParameterCombination",
+                "The parameters MetricName and Expression are mutually exclusive",
+                Some(400),
+                InvalidRequest,
+            ),
             ("SomethingNew", "", Some(503), Unavailable),
             ("SomethingNew", "", Some(500), Unavailable),
             ("SomethingNew", "", Some(429), Unavailable),

@@ -1,29 +1,29 @@
 //! The [`Cloud`] port over the AWS SDK: one client per service, wired together here.
 
 mod autoscaling;
+mod cloudwatch;
 mod ec2;
 mod elbv2;
 mod error;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use self::autoscaling::AutoScaling;
+use self::cloudwatch::CloudWatch;
 use self::ec2::Ec2;
 use self::elbv2::Elbv2;
 use crate::core::analysis::{AlarmState, MetricWindow};
 use crate::core::cloud::{Cloud, CloudResult, LaunchTemplateVersion, TargetGroupInfo};
 use crate::core::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
 use crate::core::health::TargetHealth;
-use crate::core::names::{FleetName, ImageId, TargetGroupArn};
-use crate::core::names::{ListenerArn, RuleArn};
+use crate::core::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
 use crate::core::router::{Forward, RouterId, RouterState, RouterWrite};
 use crate::core::test_traffic::{ListenerRule, RuleCondition};
-use std::time::SystemTime;
 
 /// Attempts per call (the first and its retries) unless `AWS_MAX_ATTEMPTS` or the profile says
 /// otherwise: the SDK's standard mode, with exponential backoff and jitter.
@@ -34,20 +34,13 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(40);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-// TEMPORARY while the adapter for verification is written: every call fails loudly.
-fn pending(operation: &str) -> crate::core::cloud::CloudError {
-    crate::core::cloud::CloudError::new(
-        crate::core::cloud::CloudErrorKind::Other,
-        operation,
-        "not implemented in the AWS adapter yet",
-    )
-}
-
-/// greenlight's cloud on AWS: Elastic Load Balancing v2, Auto Scaling and EC2 in one region.
+/// greenlight's cloud on AWS: Elastic Load Balancing v2, Auto Scaling, EC2 and CloudWatch in one
+/// region.
 pub struct AwsCloud {
     elbv2: Elbv2,
     autoscaling: AutoScaling,
     ec2: Ec2,
+    cloudwatch: CloudWatch,
     region: Option<String>,
 }
 
@@ -85,6 +78,7 @@ impl AwsCloud {
             elbv2: Elbv2::new(conf),
             autoscaling: AutoScaling::new(conf),
             ec2: Ec2::new(conf),
+            cloudwatch: CloudWatch::new(conf),
             region: conf.region().map(|r| r.as_ref().to_owned()),
         }
     }
@@ -221,8 +215,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn listener_rules(&self, listener: &ListenerArn) -> CloudResult<Vec<ListenerRule>> {
-        let _ = listener;
-        Err(pending("DescribeRules"))
+        self.elbv2.listener_rules(listener).await
     }
 
     async fn create_rule(
@@ -233,23 +226,21 @@ impl Cloud for AwsCloud {
         target_group: &TargetGroupArn,
         tags: &[(String, String)],
     ) -> CloudResult<RuleArn> {
-        let _ = (listener, priority, conditions, target_group, tags);
-        Err(pending("CreateRule"))
+        self.elbv2
+            .create_rule(listener, priority, conditions, target_group, tags)
+            .await
     }
 
     async fn delete_rule(&self, rule: &RuleArn) -> CloudResult<()> {
-        let _ = rule;
-        Err(pending("DeleteRule"))
+        self.elbv2.delete_rule(rule).await
     }
 
     async fn load_balancer_dns(&self, load_balancer_arn: &str) -> CloudResult<String> {
-        let _ = load_balancer_arn;
-        Err(pending("DescribeLoadBalancers"))
+        self.elbv2.load_balancer_dns(load_balancer_arn).await
     }
 
     async fn alarms(&self, names: &[String]) -> CloudResult<Vec<AlarmState>> {
-        let _ = names;
-        Err(pending("DescribeAlarms"))
+        self.cloudwatch.alarms(names).await
     }
 
     async fn target_group_metrics(
@@ -259,7 +250,8 @@ impl Cloud for AwsCloud {
         start: SystemTime,
         end: SystemTime,
     ) -> CloudResult<Vec<MetricWindow>> {
-        let _ = (load_balancer_arn, target_groups, start, end);
-        Err(pending("GetMetricData"))
+        self.cloudwatch
+            .target_group_metrics(load_balancer_arn, target_groups, start, end)
+            .await
     }
 }

@@ -20,17 +20,23 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_autoscaling::types as asg;
+use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
+use aws_sdk_cloudwatch::types as cw;
 use aws_sdk_ec2::types as ec2;
 use aws_sdk_elasticloadbalancingv2::types as elb;
 use greenlight::aws::AwsCloud;
+use greenlight::core::analysis::{AlarmState, AlarmValue, MetricWindow, firing};
 use greenlight::core::cloud::{Cloud, CloudErrorKind, ROUTER_CHANGED};
 use greenlight::core::fleet::{
     Capacity, FleetConfig, FleetLaunch, FleetTag, InstanceOverride, InstancesDistribution,
     LaunchTemplateRef, LifecycleHook, MaintenancePolicy, MetricsCollection, MixedInstances,
 };
 use greenlight::core::health::TargetState;
-use greenlight::core::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
+use greenlight::core::names::{
+    FleetName, ImageId, ListenerArn, RuleArn, ServiceName, TargetGroupArn,
+};
 use greenlight::core::router::{Forward, RouterAction, RouterId, RouterWrite, Stickiness, Weight};
+use greenlight::core::test_traffic::{self, ListenerRule, RuleCondition, rule_tags};
 
 const REGION: &str = "us-east-1";
 
@@ -116,11 +122,17 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
     Ok(body.to_owned())
 }
 
-/// One AWS query-protocol request moto received: its action and form parameters.
+/// One AWS request moto received: its action, and its form parameters (query protocol) or its
+/// JSON document (JSON 1.0, i.e. X-Amz-Target).
+///
+/// CloudWatch requests reach moto as JSON 1.0: the emulator's CBOR layer decodes the Rust
+/// SDK's Smithy RPC v2 CBOR, converts it member by member and re-dispatches it, so `json` is
+/// what the adapter sent, in JSON's spelling.
 #[derive(Debug)]
 struct Recorded {
     action: String,
     params: BTreeMap<String, String>,
+    json: serde_json::Value,
 }
 
 /// Records the requests moto receives while `f` runs.
@@ -145,6 +157,13 @@ async fn record<F: Future>(endpoint: &str, f: F) -> (F::Output, Vec<Recorded>) {
             } else {
                 body.to_owned()
             };
+            if let Some(target) = entry["headers"]["X-Amz-Target"].as_str() {
+                return Recorded {
+                    action: target.rsplit('.').next().unwrap_or_default().to_owned(),
+                    params: BTreeMap::new(),
+                    json: serde_json::from_str(&body).expect("a JSON 1.0 body"),
+                };
+            }
             let params: BTreeMap<String, String> = body
                 .split('&')
                 .filter_map(|pair| pair.split_once('='))
@@ -153,6 +172,7 @@ async fn record<F: Future>(endpoint: &str, f: F) -> (F::Output, Vec<Recorded>) {
             Recorded {
                 action: params.get("Action").cloned().unwrap_or_default(),
                 params,
+                json: serde_json::Value::Null,
             }
         })
         .collect();
@@ -1494,6 +1514,659 @@ async fn locks(endpoint: &str) {
     w.cloud.delete_lock(&again).await.unwrap();
 }
 
+/// A router rule: host and path conditions (the path in the legacy `Values` form, as older
+/// rules and consoles write it), forwarding to `a`.
+async fn host_and_path_rule(w: &World, priority: i32) -> RuleArn {
+    let arn = w
+        .elb
+        .create_rule()
+        .listener_arn(w.listener.as_str())
+        .priority(priority)
+        .conditions(
+            elb::RuleCondition::builder()
+                .field("host-header")
+                .host_header_config(
+                    elb::HostHeaderConditionConfig::builder()
+                        .values("shop.example.com")
+                        .values("www.shop.example.com")
+                        .build(),
+                )
+                .build(),
+        )
+        .conditions(
+            elb::RuleCondition::builder()
+                .field("path-pattern")
+                .values("/api/*")
+                .build(),
+        )
+        .actions(
+            elb::Action::builder()
+                .r#type(elb::ActionTypeEnum::Forward)
+                .target_group_arn(w.a.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .rules()[0]
+        .rule_arn
+        .clone()
+        .unwrap();
+    RuleArn::parse(&arn).unwrap()
+}
+
+fn rule<'a>(rules: &'a [ListenerRule], arn: &RuleArn) -> &'a ListenerRule {
+    rules
+        .iter()
+        .find(|r| &r.arn == arn)
+        .unwrap_or_else(|| panic!("{arn} not among {rules:#?}"))
+}
+
+fn assert_sent(sent: &BTreeMap<String, String>, expected: &[(&str, &str)]) {
+    for (key, value) in expected {
+        assert_eq!(
+            sent.get(*key).map(String::as_str),
+            Some(*value),
+            "{key} in {sent:#?}"
+        );
+    }
+}
+
+/// Test-traffic rules: created with typed conditions and their tags in one call, read back
+/// whole, refused at a taken priority, deleted (twice).
+async fn test_traffic_rules(endpoint: &str) {
+    let w = World::new(endpoint).await;
+    let service = ServiceName::parse("checkout").unwrap();
+    let router = host_and_path_rule(&w, 10).await;
+
+    let rules = w.cloud.listener_rules(&w.listener).await.unwrap();
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    let default = rules.iter().find(|r| r.arn != router).unwrap();
+    assert_eq!(default.priority, None);
+    assert!(default.conditions.is_empty());
+    assert_eq!(default.target_groups, slice::from_ref(&w.a));
+    let router_rule = rule(&rules, &router).clone();
+    assert_eq!(router_rule.priority, Some(10));
+    assert_eq!(router_rule.target_groups, slice::from_ref(&w.a));
+    assert!(router_rule.tags.is_empty());
+    assert_eq!(
+        router_rule.conditions,
+        [
+            RuleCondition {
+                field: "host-header".into(),
+                values: vec!["shop.example.com".into(), "www.shop.example.com".into()],
+                header_name: None,
+                query: vec![],
+            },
+            RuleCondition {
+                field: "path-pattern".into(),
+                values: vec!["/api/*".into()],
+                header_name: None,
+                query: vec![],
+            },
+        ]
+    );
+
+    // A header rule, as in front of a listener's default action.
+    let header = test_traffic::conditions(None, "X-Greenlight-Release", "v2");
+    let tags = rule_tags(&service, "v2");
+    let (created, requests) = record(
+        endpoint,
+        w.cloud.create_rule(&w.listener, 5, &header, &w.b, &tags),
+    )
+    .await;
+    let header_rule = created.unwrap();
+    assert_eq!(actions(&requests), ["CreateRule"]);
+    let sent = &requests[0].params;
+    assert_sent(
+        sent,
+        &[
+            ("ListenerArn", w.listener.as_str()),
+            ("Priority", "5"),
+            ("Conditions.member.1.Field", "http-header"),
+            (
+                "Conditions.member.1.HttpHeaderConfig.HttpHeaderName",
+                "X-Greenlight-Release",
+            ),
+            ("Conditions.member.1.HttpHeaderConfig.Values.member.1", "v2"),
+            ("Actions.member.1.Type", "forward"),
+            ("Actions.member.1.TargetGroupArn", w.b.as_str()),
+            ("Tags.member.1.Key", "greenlight:test-traffic"),
+            ("Tags.member.1.Value", "true"),
+            ("Tags.member.2.Key", "greenlight:service"),
+            ("Tags.member.2.Value", "checkout"),
+            ("Tags.member.3.Key", "greenlight:release"),
+            ("Tags.member.3.Value", "v2"),
+        ],
+    );
+    let legacy = |sent: &BTreeMap<String, String>| {
+        sent.keys()
+            .filter(|k| k.starts_with("Conditions.member.") && k.contains(".Values.member."))
+            .filter(|k| !k.contains("Config."))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(legacy(sent), Vec::<String>::new(), "typed configs only");
+
+    // A copy of the router rule's conditions plus the header, just before it.
+    let copied = test_traffic::conditions(Some(&router_rule), "X-Greenlight-Release", "v2");
+    let (created, requests) = record(
+        endpoint,
+        w.cloud.create_rule(&w.listener, 9, &copied, &w.b, &tags),
+    )
+    .await;
+    let copy_rule = created.unwrap();
+    assert_eq!(actions(&requests), ["CreateRule"]);
+    let sent = &requests[0].params;
+    assert_sent(
+        sent,
+        &[
+            ("Priority", "9"),
+            ("Conditions.member.1.Field", "host-header"),
+            (
+                "Conditions.member.1.HostHeaderConfig.Values.member.1",
+                "shop.example.com",
+            ),
+            (
+                "Conditions.member.1.HostHeaderConfig.Values.member.2",
+                "www.shop.example.com",
+            ),
+            ("Conditions.member.2.Field", "path-pattern"),
+            (
+                "Conditions.member.2.PathPatternConfig.Values.member.1",
+                "/api/*",
+            ),
+            ("Conditions.member.3.Field", "http-header"),
+            (
+                "Conditions.member.3.HttpHeaderConfig.HttpHeaderName",
+                "X-Greenlight-Release",
+            ),
+            ("Conditions.member.3.HttpHeaderConfig.Values.member.1", "v2"),
+            ("Tags.member.3.Value", "v2"),
+        ],
+    );
+    assert_eq!(legacy(sent), Vec::<String>::new(), "typed configs only");
+
+    // Read back whole, with their tags.
+    let rules = w.cloud.listener_rules(&w.listener).await.unwrap();
+    assert_eq!(rules.len(), 4, "{rules:#?}");
+    for (arn, priority, conditions) in [(&header_rule, 5, &header), (&copy_rule, 9, &copied)] {
+        let read = rule(&rules, arn);
+        assert_eq!(read.priority, Some(priority));
+        assert_eq!(&read.conditions, conditions);
+        assert_eq!(read.target_groups, slice::from_ref(&w.b));
+        assert_eq!(read.tags, tags.iter().cloned().collect::<BTreeMap<_, _>>());
+        assert_eq!(read.test_release(&service), Some("v2"));
+    }
+    assert_eq!(rule(&rules, &router).test_release(&service), None);
+    assert_eq!(test_traffic::free_priority(&rules, Some(9)), Some(8));
+
+    // Another runner took the priority meanwhile.
+    let err = w
+        .cloud
+        .create_rule(&w.listener, 5, &header, &w.b, &tags)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Conflict, "{err}");
+    assert_eq!(err.code.as_deref(), Some("PriorityInUse"));
+    assert_eq!(err.operation, "CreateRule");
+
+    // A condition CreateRule cannot take is refused before anything is sent.
+    let nameless = [RuleCondition {
+        field: "http-header".into(),
+        values: vec!["v2".into()],
+        header_name: None,
+        query: vec![],
+    }];
+    let (refused, requests) = record(
+        endpoint,
+        w.cloud.create_rule(&w.listener, 7, &nameless, &w.b, &tags),
+    )
+    .await;
+    assert_eq!(refused.unwrap_err().kind, CloudErrorKind::InvalidRequest);
+    assert!(requests.is_empty());
+
+    // Deleting twice succeeds. (moto's DeleteRule never answers RuleNotFound, so the second
+    // call does not reach the adapter's already-gone branch here; AWS does answer it.)
+    let (deleted, requests) = record(endpoint, w.cloud.delete_rule(&header_rule)).await;
+    deleted.unwrap();
+    assert_eq!(actions(&requests), ["DeleteRule"]);
+    assert_sent(&requests[0].params, &[("RuleArn", header_rule.as_str())]);
+    w.cloud.delete_rule(&header_rule).await.unwrap();
+    w.cloud.delete_rule(&copy_rule).await.unwrap();
+    let rules = w.cloud.listener_rules(&w.listener).await.unwrap();
+    assert_eq!(rules.len(), 2, "{rules:#?}");
+    assert!(rules.iter().all(|r| r.test_release(&service).is_none()));
+}
+
+/// Every DescribeRules page is read (moto: 50 rules a page), and DescribeTags is asked about at
+/// most 20 rules at a time.
+async fn listener_rules_reads_every_page(endpoint: &str) {
+    let w = World::new(endpoint).await;
+    let service = ServiceName::parse("checkout").unwrap();
+    for priority in 1..=55 {
+        let release = format!("r{priority}");
+        let header = test_traffic::conditions(None, "X-Release", &release);
+        w.cloud
+            .create_rule(
+                &w.listener,
+                priority,
+                &header,
+                &w.b,
+                &rule_tags(&service, &release),
+            )
+            .await
+            .unwrap();
+    }
+    let (rules, requests) = record(endpoint, w.cloud.listener_rules(&w.listener)).await;
+    let rules = rules.unwrap();
+    assert_eq!(rules.len(), 56);
+    assert_eq!(rules.iter().filter(|r| r.priority.is_none()).count(), 1);
+    for priority in 1..=55 {
+        let found = rules.iter().find(|r| r.priority == Some(priority)).unwrap();
+        assert_eq!(
+            found.test_release(&service),
+            Some(format!("r{priority}").as_str())
+        );
+    }
+    assert_eq!(
+        actions(&requests),
+        [
+            "DescribeRules",
+            "DescribeRules",
+            "DescribeTags",
+            "DescribeTags",
+            "DescribeTags"
+        ]
+    );
+    assert!(requests[1].params.contains_key("Marker"));
+    let mut asked = 0;
+    for request in &requests[2..] {
+        let arns = request
+            .params
+            .keys()
+            .filter(|k| k.starts_with("ResourceArns.member."))
+            .count();
+        assert!((1..=20).contains(&arns), "{arns} ARNs in one DescribeTags");
+        asked += arns;
+    }
+    assert_eq!(asked, 56);
+}
+
+async fn load_balancer_dns(endpoint: &str) {
+    let w = World::new(endpoint).await;
+    let described = w
+        .elb
+        .describe_load_balancers()
+        .load_balancer_arns(&w.lb)
+        .send()
+        .await
+        .unwrap();
+    let dns = described.load_balancers()[0].dns_name().unwrap().to_owned();
+    let (read, requests) = record(endpoint, w.cloud.load_balancer_dns(&w.lb)).await;
+    assert_eq!(read.unwrap(), dns);
+    assert_eq!(actions(&requests), ["DescribeLoadBalancers"]);
+    assert_sent(
+        &requests[0].params,
+        &[("LoadBalancerArns.member.1", w.lb.as_str())],
+    );
+    let id = w.lb.rsplit('/').next().unwrap();
+    let missing = w.lb.replace(id, "0123456789abcdef");
+    assert_ne!(missing, w.lb);
+    let err = w.cloud.load_balancer_dns(&missing).await.unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::NotFound, "{err}");
+    assert_eq!(err.operation, "DescribeLoadBalancers");
+}
+
+/// Alarms made with the Rust CloudWatch client (Smithy RPC v2 CBOR, which the emulator
+/// translates for moto). moto never evaluates alarms: they start `OK` (AWS:
+/// `INSUFFICIENT_DATA`) and change only by SetAlarmState.
+async fn alarms(endpoint: &str) {
+    let conf = sdk_config(endpoint).await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&conf);
+    let cloud = AwsCloud::from_conf(&conf);
+    let quiet = unique("alarm-5xx");
+    let loud = unique("alarm-latency");
+    for name in [&quiet, &loud] {
+        cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/ApplicationELB")
+            .metric_name("HTTPCode_Target_5XX_Count")
+            .dimensions(
+                cw::Dimension::builder()
+                    .name("LoadBalancer")
+                    .value("app/shop/0123456789abcdef")
+                    .build(),
+            )
+            .statistic(cw::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(5.0)
+            .comparison_operator(cw::ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data("notBreaching")
+            .send()
+            .await
+            .unwrap();
+    }
+    let crossed = "Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0)";
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(&loud)
+        .state_value(cw::StateValue::Alarm)
+        .state_reason(crossed)
+        .send()
+        .await
+        .unwrap();
+
+    // A metric-math alarm (a 5xx rate): its answer carries nested queries, which must decode
+    // too. (Composite alarms cannot be made here: moto has no PutCompositeAlarm.)
+    let rate = unique("alarm-5xx-rate");
+    let sum = |id: &str, metric: &str| {
+        cw::MetricDataQuery::builder()
+            .id(id)
+            .metric_stat(
+                cw::MetricStat::builder()
+                    .metric(
+                        cw::Metric::builder()
+                            .namespace("AWS/ApplicationELB")
+                            .metric_name(metric)
+                            .build(),
+                    )
+                    .period(60)
+                    .stat("Sum")
+                    .build(),
+            )
+            .return_data(false)
+            .build()
+    };
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&rate)
+        .alarm_actions("arn:aws:sns:us-east-1:123456789012:pager")
+        .metrics(sum("e", "HTTPCode_Target_5XX_Count"))
+        .metrics(sum("r", "RequestCount"))
+        .metrics(
+            cw::MetricDataQuery::builder()
+                .id("rate")
+                .expression("e / r")
+                .label("5xx rate")
+                .return_data(true)
+                .build(),
+        )
+        .evaluation_periods(3)
+        .datapoints_to_alarm(2)
+        .threshold(0.01)
+        .comparison_operator(cw::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(&rate)
+        .state_value(cw::StateValue::InsufficientData)
+        .state_reason("Insufficient Data: 2 datapoints were unknown.")
+        .state_reason_data("{\"version\":\"1.0\"}")
+        .send()
+        .await
+        .unwrap();
+
+    let missing = unique("alarm-that-is-not");
+    let names = [
+        loud.clone(),
+        missing.clone(),
+        quiet.clone(),
+        rate.clone(),
+        loud.clone(),
+    ];
+    let (read, requests) = record(endpoint, cloud.alarms(&names)).await;
+    let read = read.unwrap();
+    // In the order named, once each; the missing one is simply absent.
+    let states: Vec<_> = read.iter().map(|a| (a.name.as_str(), a.state)).collect();
+    assert_eq!(
+        states,
+        [
+            (loud.as_str(), AlarmValue::Alarm),
+            (quiet.as_str(), AlarmValue::Ok),
+            (rate.as_str(), AlarmValue::InsufficientData),
+        ]
+    );
+    assert_eq!(read[0].reason, crossed);
+    assert_eq!(
+        read[2].reason,
+        "Insufficient Data: 2 datapoints were unknown."
+    );
+    assert_eq!(firing(&read).map(|a| a.name.as_str()), Some(loud.as_str()));
+    assert_eq!(actions(&requests), ["DescribeAlarms"]);
+    let sent = &requests[0].json;
+    assert_eq!(
+        sent["AlarmNames"],
+        serde_json::json!([loud, missing, quiet, rate])
+    );
+    assert_eq!(
+        sent["AlarmTypes"],
+        serde_json::json!(["MetricAlarm", "CompositeAlarm"])
+    );
+
+    // No names, no call: DescribeAlarms without names would list every alarm in the account.
+    let (none, requests) = record(endpoint, cloud.alarms(&[])).await;
+    assert_eq!(none.unwrap(), Vec::<AlarmState>::new());
+    assert!(requests.is_empty());
+
+    // DescribeAlarms takes 100 names a call.
+    let many: Vec<String> = (0..150)
+        .map(|n| format!("{missing}-{n}"))
+        .chain([quiet.clone()])
+        .collect();
+    let (read, requests) = record(endpoint, cloud.alarms(&many)).await;
+    let read = read.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].name, quiet);
+    assert_eq!(actions(&requests), ["DescribeAlarms", "DescribeAlarms"]);
+    let counts: Vec<usize> = requests
+        .iter()
+        .map(|r| r.json["AlarmNames"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(counts, [100, 51]);
+
+    // Errors come back as AWS gives them: the layer's validation (a name longer than 255)…
+    let err = cloud.alarms(&["x".repeat(256)]).await.unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::InvalidRequest, "{err}");
+    assert_eq!(err.operation, "DescribeAlarms");
+    assert_eq!(err.code.as_deref(), Some("ValidationError"));
+    // … and moto's, which the SDK matches on their awsQuery codes.
+    let err = cloudwatch
+        .set_alarm_state()
+        .alarm_name(&missing)
+        .state_value(cw::StateValue::Alarm)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found(), "{err:?}");
+    assert_eq!(err.code(), Some("ResourceNotFound"));
+}
+
+/// ALB metrics per target group over a window, through GetMetricData (CBOR). moto computes no
+/// percentiles, so TargetResponseTime's p99 comes back empty (`None`) even where there is
+/// data; AWS would answer it. The p99 logic is tested against the in-memory fake.
+async fn target_group_metrics(endpoint: &str) {
+    let w = World::new(endpoint).await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(endpoint).await);
+    let balancer = w.lb.split_once(":loadbalancer/").unwrap().1.to_owned();
+    let end = SystemTime::now();
+    let start = end - Duration::from_secs(10 * 60);
+    let datum = |tg: &TargetGroupArn, metric: &str, value: f64, seconds_ago: u64| {
+        cw::MetricDatum::builder()
+            .metric_name(metric)
+            .dimensions(
+                cw::Dimension::builder()
+                    .name("TargetGroup")
+                    .value(tg.label_suffix().unwrap())
+                    .build(),
+            )
+            .dimensions(
+                cw::Dimension::builder()
+                    .name("LoadBalancer")
+                    .value(&balancer)
+                    .build(),
+            )
+            .value(value)
+            .timestamp((end - Duration::from_secs(seconds_ago)).into())
+            .build()
+    };
+    cloudwatch
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .metric_data(datum(&w.a, "RequestCount", 100.0, 500))
+        .metric_data(datum(&w.a, "RequestCount", 50.0, 60))
+        .metric_data(datum(&w.a, "HTTPCode_Target_5XX_Count", 3.0, 60))
+        .metric_data(datum(&w.a, "TargetResponseTime", 0.25, 60))
+        .metric_data(datum(&w.b, "RequestCount", 20.0, 300))
+        .metric_data(datum(&w.b, "TargetResponseTime", 0.05, 300))
+        // Before the window: not counted.
+        .metric_data(datum(&w.a, "RequestCount", 1000.0, 11 * 60))
+        .metric_data(datum(&w.b, "HTTPCode_Target_5XX_Count", 7.0, 20 * 60))
+        .send()
+        .await
+        .unwrap();
+
+    let both = [w.a.clone(), w.b.clone()];
+    let (read, requests) = record(
+        endpoint,
+        w.cloud.target_group_metrics(&w.lb, &both, start, end),
+    )
+    .await;
+    assert_eq!(
+        read.unwrap(),
+        [
+            MetricWindow {
+                target_group: w.a.clone(),
+                requests: 150.0,
+                errors_5xx: 3.0,
+                p99_ms: None,
+            },
+            MetricWindow {
+                target_group: w.b.clone(),
+                requests: 20.0,
+                errors_5xx: 0.0,
+                p99_ms: None,
+            },
+        ]
+    );
+    // One call: three queries per target group, each over one 10-minute period.
+    assert_eq!(actions(&requests), ["GetMetricData"]);
+    let sent = &requests[0].json;
+    let queries = sent["MetricDataQueries"].as_array().unwrap();
+    let mut seen = Vec::new();
+    for query in queries {
+        let stat = &query["MetricStat"];
+        assert_eq!(stat["Period"], 600, "{query}");
+        assert_eq!(stat["Metric"]["Namespace"], "AWS/ApplicationELB");
+        let dimensions: BTreeMap<&str, &str> = stat["Metric"]["Dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["Name"].as_str().unwrap(), d["Value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(dimensions.len(), 2, "{query}");
+        assert_eq!(dimensions["LoadBalancer"], balancer);
+        seen.push((
+            dimensions["TargetGroup"].to_owned(),
+            stat["Metric"]["MetricName"].as_str().unwrap().to_owned(),
+            stat["Stat"].as_str().unwrap().to_owned(),
+        ));
+    }
+    seen.sort();
+    let mut expected = Vec::new();
+    for tg in &both {
+        for (metric, stat) in [
+            ("RequestCount", "Sum"),
+            ("HTTPCode_Target_5XX_Count", "Sum"),
+            ("TargetResponseTime", "p99"),
+        ] {
+            expected.push((tg.label_suffix().unwrap(), metric.into(), stat.into()));
+        }
+    }
+    expected.sort();
+    assert_eq!(seen, expected);
+    let epoch = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    assert!((sent["StartTime"].as_f64().unwrap() - epoch(start)).abs() < 0.001);
+    assert!((sent["EndTime"].as_f64().unwrap() - epoch(end)).abs() < 0.001);
+
+    // In the order asked; a group without data served nothing.
+    let quiet = target_group(&w.elb, &w.vpc, &unique("quiet")).await;
+    let read = w
+        .cloud
+        .target_group_metrics(
+            &w.lb,
+            &[w.b.clone(), quiet.clone(), w.a.clone()],
+            start,
+            end,
+        )
+        .await
+        .unwrap();
+    let summary: Vec<_> = read
+        .iter()
+        .map(|m| (&m.target_group, m.requests, m.errors_5xx, m.p99_ms))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (&w.b, 20.0, 0.0, None),
+            (&quiet, 0.0, 0.0, None),
+            (&w.a, 150.0, 3.0, None)
+        ]
+    );
+
+    // A window of 10 minutes and 30 seconds is read over one period of 11 minutes.
+    let longer = start - Duration::from_secs(30);
+    let (read, requests) = record(
+        endpoint,
+        w.cloud
+            .target_group_metrics(&w.lb, slice::from_ref(&w.a), longer, end),
+    )
+    .await;
+    assert_eq!(read.unwrap()[0].requests, 150.0);
+    let periods: Vec<&serde_json::Value> = requests[0].json["MetricDataQueries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| &q["MetricStat"]["Period"])
+        .collect();
+    assert!(periods.iter().all(|p| **p == 660), "{periods:?}");
+
+    // 150 datapoints in one PutMetricData: a body over 10 KiB, which the SDK gzips.
+    let busy = target_group(&w.elb, &w.vpc, &unique("busy")).await;
+    let mut put = cloudwatch.put_metric_data().namespace("AWS/ApplicationELB");
+    for n in 0..150 {
+        put = put.metric_data(datum(&busy, "RequestCount", 1.0, 30 + n));
+    }
+    put.send().await.unwrap();
+    let read = w
+        .cloud
+        .target_group_metrics(&w.lb, slice::from_ref(&busy), start, end)
+        .await
+        .unwrap();
+    assert_eq!(read[0].requests, 150.0);
+
+    // Not an Application Load Balancer: refused before anything is sent.
+    let nlb = w.lb.replace(":loadbalancer/app/", ":loadbalancer/net/");
+    let (refused, requests) = record(
+        endpoint,
+        w.cloud
+            .target_group_metrics(&nlb, slice::from_ref(&w.a), start, end),
+    )
+    .await;
+    assert_eq!(refused.unwrap_err().kind, CloudErrorKind::InvalidRequest);
+    assert!(requests.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runners
 
@@ -1516,6 +2189,11 @@ async fn adapter_against_moto() {
     images(&endpoint).await;
     missing_things_are_not_found(&endpoint).await;
     locks(&endpoint).await;
+    test_traffic_rules(&endpoint).await;
+    listener_rules_reads_every_page(&endpoint).await;
+    load_balancer_dns(&endpoint).await;
+    alarms(&endpoint).await;
+    target_group_metrics(&endpoint).await;
 }
 
 #[tokio::test]
