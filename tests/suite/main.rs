@@ -13,3 +13,4 @@ mod proxy;
 mod releases;
 mod scenarios;
 mod verify;
+mod verify_e2e;
