@@ -41,10 +41,12 @@ use super::test_traffic::RuleCondition;
 
 pub use abort::decide_abort;
 pub use deploy::decide_deploy;
+pub use progress::{MIN_METRICS_WINDOW, metrics_due};
 pub use promote::{PromoteRequest, decide_promote, decide_resume};
 pub use rollback::decide_rollback;
 pub use settle::{settle, settle_flips};
 pub use situation::{InProgress, Live, in_progress, live};
+pub use verify::ready_to_start;
 
 /// What green launches from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -5,12 +5,10 @@ use std::time::SystemTime;
 
 use crate::core::analysis::Comparison;
 use crate::core::cloud::{Cloud, CloudResult};
-use crate::core::decide::{in_progress, live};
+use crate::core::decide::{live, metrics_due};
 use crate::core::observed::{Observed, SlotObserved, VerifyObserved};
-use crate::core::plan::Percent;
 use crate::core::router::{RouterId, Slot};
 use crate::core::spec::Spec;
-use crate::core::tags::Phase;
 use crate::core::test_traffic::listener_of;
 
 pub async fn observe<C: Cloud>(cloud: &C, spec: &Spec) -> CloudResult<Observed> {
@@ -83,35 +81,22 @@ async fn observe_verification<C: Cloud>(cloud: &C, spec: &Spec) -> CloudResult<V
     })
 }
 
-/// Adds green's and blue's metrics over green's current step to `observed`, when metrics are
-/// compared and green takes traffic: the one read a decision at a gate needs besides the rest.
+/// Adds green's and blue's metrics over green's current step to `observed`, when the next
+/// decision is at a gate that compares them ([`metrics_due`]): not at every poll of a pause.
 pub async fn with_metrics<C: Cloud>(
     cloud: &C,
     spec: &Spec,
     mut observed: Observed,
     now: SystemTime,
 ) -> CloudResult<Observed> {
-    if !spec.analysis.compares_metrics() {
-        return Ok(observed);
-    }
-    let Ok(live) = live(spec, &observed) else {
+    let Some(since) = metrics_due(spec, &observed, now) else {
         return Ok(observed);
     };
-    let Some(green) = in_progress(spec, &observed, &live) else {
-        return Ok(observed);
-    };
-    let (Some(Phase::Releasing), Some(since)) =
-        (green.occupant.phase(), green.occupant.tags.step_at)
+    let (Ok(live), Some(load_balancer)) = (live(spec, &observed), spec.router.load_balancer_arn())
     else {
         return Ok(observed);
     };
-    if green.weight == Percent::ZERO || now <= since {
-        return Ok(observed);
-    }
-    let Some(load_balancer) = spec.router.load_balancer_arn() else {
-        return Ok(observed);
-    };
-    let green_tg = spec.slots.get(green.slot).clone();
+    let green_tg = spec.slots.get(live.slot.other()).clone();
     let blue_tg = spec.slots.get(live.slot).clone();
     let mut windows = cloud
         .target_group_metrics(&load_balancer, &[green_tg, blue_tg], since, now)

@@ -1,7 +1,7 @@
 //! Checks a deploy makes before its first change, so that bad input changes nothing in AWS.
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind, TargetGroupInfo};
-use crate::core::decide::{DeployRequest, Launch, live};
+use crate::core::decide::{DeployRequest, Launch, in_progress, live, ready_to_start};
 use crate::core::fleet::LaunchTemplateRef;
 use crate::core::names::{FleetName, TargetGroupArn};
 use crate::core::observed::Observed;
@@ -127,6 +127,10 @@ pub async fn check_deploy<C: Cloud>(
         && live.occupant.release() == request.release.as_str()
     {
         return Ok(observed);
+    }
+    if in_progress(spec, &observed, &live).is_none() {
+        // A new release: one that could not be verified is refused before the lock is taken.
+        ready_to_start(spec, &observed)?;
     }
     check_fleet_name(cloud, spec, request).await?;
     let config = cloud

@@ -103,6 +103,8 @@ pub struct SlotStatus {
     /// When a rollback moved traffic away from this release.
     pub rolled_back_at: Option<String>,
     pub failure: Option<String>,
+    /// The last analysis verdict of the release on this slot (kept once it is live).
+    pub verdict: Option<String>,
     /// More fleets attached to the slot than the one reported.
     pub other_fleets: Vec<String>,
 }
@@ -219,6 +221,7 @@ fn slot_status(observed: &Observed, slot: Slot) -> SlotStatus {
         warm_until: None,
         rolled_back_at: None,
         failure: None,
+        verdict: None,
         other_fleets: Vec::new(),
     };
     match seen.occupancy() {
@@ -239,6 +242,7 @@ fn slot_status(observed: &Observed, slot: Slot) -> SlotStatus {
             status.warm_until = release_tags.warm_until.map(tags::timestamp);
             status.rolled_back_at = release_tags.rolled_back_at.map(tags::timestamp);
             status.failure = release_tags.failure;
+            status.verdict = release_tags.verdict;
         }
     }
     status

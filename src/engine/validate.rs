@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::core::cloud::Cloud;
-use crate::core::decide::live;
+use crate::core::decide::{live, ready_to_start};
 use crate::core::observed::{Occupancy, crowded_message};
 use crate::core::spec::Spec;
 use crate::core::twin::check_launch;
@@ -109,9 +109,30 @@ pub async fn validate<C: Cloud>(cloud: &C, spec: &Spec) -> Result<Validation, Fa
             return Err(Failure::NeedsAttention(crowded_message(idle_tg, &fleets)));
         }
     }
+    ready_to_start(spec, &observed)?;
+    if spec.test_traffic.header.is_some() || !spec.analysis.alarms.is_empty() {
+        checks.push(Check {
+            name: "verification",
+            detail: verification_detail(spec),
+        });
+    }
     Ok(Validation {
         service: spec.service.to_string(),
         checks,
         warnings,
     })
+}
+
+fn verification_detail(spec: &Spec) -> String {
+    let mut parts = Vec::new();
+    if spec.test_traffic.header.is_some() {
+        parts.push("the test-traffic rule has a free priority".to_owned());
+    }
+    if !spec.analysis.alarms.is_empty() {
+        parts.push(format!(
+            "no alarm in ALARM ({})",
+            spec.analysis.alarms.join(", ")
+        ));
+    }
+    parts.join("; ")
 }

@@ -487,9 +487,16 @@ pub fn print_status(report: &StatusReport) {
     for row in &rows {
         let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
     }
+    let in_progress = report.release.as_ref().map(|r| r.slot);
     for s in &report.traffic {
         if let Some(failure) = &s.failure {
             let _ = writeln!(out, "slot {} failed: {failure}", s.slot);
+        }
+        // The release in progress shows its verdict above.
+        if let (Some(verdict), Some(release)) = (&s.verdict, &s.release)
+            && in_progress != Some(s.slot)
+        {
+            let _ = writeln!(out, "slot {} release {release} analysis: {verdict}", s.slot);
         }
         if !s.other_fleets.is_empty() {
             let _ = writeln!(

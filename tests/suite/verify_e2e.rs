@@ -1297,15 +1297,38 @@ fn an_alarm_in_alarm_mid_pause_stops_the_canary() {
     let fail = position(&events, "fail_release", step_event("fail_release"));
     assert!(back < fail, "{done}");
     assert_stopped(&aws, &seeded, "alarm alarmy-5xx is in ALARM");
+
+    // Still in ALARM: the next release is refused before any change (validate says so too).
+    let validate = gl(&s, &seeded.config, &["validate"]);
+    assert_eq!(validate.code, Some(5), "{validate}");
+    assert!(
+        validate.stderr.contains("alarm alarmy-5xx is in ALARM"),
+        "{validate}"
+    );
+    let mark = s.emulator.hooks.then(|| s.request_mark());
+    let run = gl(
+        &s,
+        &seeded.config,
+        &deploy_args("v3", &image, &["--output", "json"]),
+    );
+    assert_eq!(run.code, Some(5), "{run}");
+    assert!(run.error_message().contains("Threshold Crossed"), "{run}");
+    if let Some(mark) = mark {
+        assert_eq!(s.mutations_since(mark), Vec::<String>::new(), "{run}");
+    }
+    aws.set_alarm("alarmy-5xx", StateValue::Ok, "back to normal");
+    let validate = gl(&s, &seeded.config, &["validate"]);
+    assert_eq!(validate.code, Some(0), "{validate}");
+    assert!(
+        validate.stdout.contains("no alarm in ALARM (alarmy-5xx)"),
+        "{validate}"
+    );
 }
 
 const ANALYSIS: &str =
     "[analysis]\nmax_5xx_rate = 0.05\nmax_5xx_ratio_vs_blue = 2.0\nmin_requests = 100\n";
 
 #[test]
-#[ignore = "bug: GetMetricData is read at every poll of a pause, not only at its gate, and a \
-            poll in the first second after step-at sends a sub-second window the emulator \
-            rejects (StartTime must not equal EndTime): exit 5 with green at 20%"]
 fn green_failing_far_more_than_blue_is_stopped_at_the_gate() {
     let s = session();
     let seeded = s.seed("metrics", &[]);
@@ -1350,9 +1373,6 @@ fn green_failing_far_more_than_blue_is_stopped_at_the_gate() {
 }
 
 #[test]
-#[ignore = "bug: GetMetricData is read at every poll of a pause, not only at its gate, and a \
-            poll in the first second after step-at sends a sub-second window the emulator \
-            rejects (StartTime must not equal EndTime): exit 5 with green at 20%"]
 fn a_clean_release_passes_every_gate_and_keeps_its_verdict() {
     let s = session();
     let seeded = s.seed("clean", &[]);
@@ -1435,6 +1455,18 @@ fn a_clean_release_passes_every_gate_and_keeps_its_verdict() {
     assert_eq!(aws.router(&listener).percent(&green_tg), 100);
     assert_eq!(aws.test_rules(&listener), vec![]);
     assert!(!aws.locked(&seeded));
+    // Once live, `status` still shows the verdict that let it on, on its slot.
+    let status = gl(&s, &seeded.config, &["status", "--output", "json"]);
+    let status: Value = serde_json::from_str(status.stdout.trim()).expect("status JSON");
+    assert!(status["release"].is_null(), "{status}");
+    assert_eq!(status["traffic"][1]["verdict"], last_verdict, "{status}");
+    let status = gl(&s, &seeded.config, &["status"]);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("slot b release v2 analysis: {last_verdict}")),
+        "{status}"
+    );
 }
 
 /// Polls the production and test listeners from its own thread and keeps every distinct
@@ -1793,9 +1825,6 @@ fn a_timed_out_hook_is_stopped_with_its_children() {
 /// A rule router at priority 1 leaves no room before it for the test rule: that is known from
 /// the listener's rules before anything changes, so `validate` and `deploy` say so up front.
 #[test]
-#[ignore = "bug: with a rule router at priority 1 and [test_traffic] header, validate says ready \
-            and deploy creates and scales the new fleet, then exits 5 (no free rule priority) with \
-            the release left in progress"]
 fn no_room_for_the_test_rule_before_a_rule_router_is_refused_before_any_change() {
     let s = session();
     let seeded = s.seed("prio1", &["--rule"]);

@@ -114,6 +114,8 @@ fn deploy(
         }));
     }
 
+    // A new release begins here: the first change it would make is the next action.
+    verify::ready_to_start(spec, observed)?;
     let joined = verify::joined(spec, observed, idle_tg);
     let join = || Decision::Act(join(spec, observed, &live, idle_tg));
     let green = |fleet: FleetName| Green {

@@ -259,6 +259,32 @@ pub(super) fn advance(
     }
 }
 
+/// The shortest window green's metrics are compared over.
+pub const MIN_METRICS_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where the window of green's metrics starts, when the next decision is at a gate that
+/// compares them ([`releasing`]'s `PauseState::Over` with traffic on green): the one time
+/// GetMetricData is worth a call.
+pub fn metrics_due(spec: &Spec, observed: &Observed, now: SystemTime) -> Option<SystemTime> {
+    if !spec.analysis.compares_metrics() {
+        return None;
+    }
+    let live = super::situation::live(spec, observed).ok()?;
+    let green = super::situation::in_progress(spec, observed, &live)?;
+    let tags = &green.occupant.tags;
+    if green.occupant.phase() != Some(Phase::Releasing)
+        || green.weight == Percent::ZERO
+        || !green.occupant.health.ready()
+    {
+        return None;
+    }
+    let (n, step_at) = (tags.step?, tags.step_at?);
+    let step = green.plan.as_ref()?.step(n)?;
+    let promoted = tags.promoted.is_some_and(|p| p.ends(n));
+    let over = pause_state(step.pause, step_at, promoted, now) == PauseState::Over;
+    (over && now >= step_at + MIN_METRICS_WINDOW).then_some(step_at)
+}
+
 /// A release at step n of its plan: hold the weight through the pause, then the next step.
 fn releasing(
     spec: &Spec,
@@ -327,12 +353,21 @@ fn releasing(
     match pause_state(step.pause, step_at, promoted, clock.now) {
         PauseState::Over => {
             let next = if full { plan.last() } else { next };
+            let compared = green.weight > Percent::ZERO && spec.analysis.compares_metrics();
+            if compared && clock.now < step_at + MIN_METRICS_WINDOW {
+                // A step without a pause: CloudWatch takes no empty window.
+                return Ok(Decision::Wait(Wait {
+                    until: Some(step_at + MIN_METRICS_WINDOW),
+                    why: WaitReason::Pause {
+                        release,
+                        step: n,
+                        of: plan.len(),
+                        weight: step.weight,
+                    },
+                }));
+            }
             // The gate: green's metrics over this step, when it took traffic.
-            let verdict = if green.weight > Percent::ZERO {
-                verify::metrics_verdict(spec, observed)
-            } else {
-                None
-            };
+            let verdict = compared.then(|| verify::metrics_verdict(spec, observed));
             let text = match verdict {
                 None => None,
                 Some(Verdict::Pass { .. }) => verdict.as_ref().map(|v| v.to_string()),

@@ -2,10 +2,10 @@
 //! hooks at their stages, alarms that stop a release, and the metrics verdict at each gate.
 
 use super::situation::{InProgress, Live};
-use super::{Action, HookContext, Refusal};
+use super::{Action, HookContext, Refusal, RefusalKind};
 use crate::core::analysis::{Verdict, firing, verdict};
 use crate::core::hooks::{self, HookStage};
-use crate::core::names::TargetGroupArn;
+use crate::core::names::{ListenerArn, TargetGroupArn};
 use crate::core::observed::Observed;
 use crate::core::plan::{Percent, StepNumber};
 use crate::core::router::{Forward, RouterId, RouterWrite, Stickiness, Weight};
@@ -72,6 +72,58 @@ fn test_rule<'a>(spec: &Spec, observed: &'a Observed, release: &str) -> Option<&
         .find(|r| r.test_release(&spec.service) == Some(release))
 }
 
+/// Where a test-traffic rule goes on `rules` (the router's listener's): the listener, the
+/// router's own rule (for a rule router) and a free priority evaluated before it.
+fn test_rule_place<'a>(
+    spec: &Spec,
+    rules: &'a [ListenerRule],
+) -> Result<(ListenerArn, Option<&'a ListenerRule>, u32), Refusal> {
+    let (listener, router_rule) = match &spec.router {
+        RouterId::Listener(arn) => (arn.clone(), None),
+        RouterId::Rule(arn) => (
+            test_traffic::listener_of(arn).ok_or_else(|| {
+                Refusal::attention(format!("cannot tell the listener of rule {arn}"))
+            })?,
+            rules.iter().find(|r| &r.arn == arn),
+        ),
+    };
+    let before = router_rule.and_then(|r| r.priority);
+    let priority = test_traffic::free_priority(rules, before).ok_or_else(|| {
+        Refusal::attention(match before {
+            Some(p) => format!(
+                "listener {listener} has no free rule priority before the router's rule ({p}), \
+                 where the test-traffic rule must go to be matched first; free one up, or \
+                 remove [test_traffic] header"
+            ),
+            None => format!(
+                "listener {listener} has no free rule priority for the test-traffic rule; \
+                 remove a rule or [test_traffic] header"
+            ),
+        })
+    })?;
+    Ok((listener, router_rule, priority))
+}
+
+/// What must hold before a new release begins (before any change): room for its test-traffic
+/// rule, and no alarm it is watched by already in `ALARM` (the release would only be stopped
+/// for it once green is healthy, after a fleet was built for nothing).
+pub fn ready_to_start(spec: &Spec, observed: &Observed) -> Result<(), Refusal> {
+    if let (Some(_), Some(rules)) = (&spec.test_traffic.header, &observed.verify.rules) {
+        // Before any change, the config does not fit the listener: bad input, like a missing
+        // alarm. (Found later, with green built, it needs attention.)
+        test_rule_place(spec, rules)
+            .map_err(|refusal| Refusal::new(RefusalKind::BadInput, refusal.message))?;
+    }
+    if let Some(alarm) = firing(&observed.verify.alarms) {
+        return Err(Refusal::attention(format!(
+            "alarm {} is in ALARM ({}); a release would be stopped for it as soon as it is \
+             healthy. Wait until the alarm is OK, or take it out of [analysis] alarms, then retry",
+            alarm.name, alarm.reason
+        )));
+    }
+    Ok(())
+}
+
 /// Test traffic for a green that is ready: the header rule (once), and the test listener on
 /// green. `None` when both are in place (or not configured).
 pub(super) fn open(
@@ -84,29 +136,7 @@ pub(super) fn open(
     if let (Some(header), Some(rules)) = (&spec.test_traffic.header, &observed.verify.rules)
         && test_rule(spec, observed, &release).is_none()
     {
-        let (listener, router_rule) = match &spec.router {
-            RouterId::Listener(arn) => (arn.clone(), None),
-            RouterId::Rule(arn) => (
-                test_traffic::listener_of(arn).ok_or_else(|| {
-                    Refusal::attention(format!("cannot tell the listener of rule {arn}"))
-                })?,
-                rules.iter().find(|r| &r.arn == arn),
-            ),
-        };
-        let before = router_rule.and_then(|r| r.priority);
-        let priority = test_traffic::free_priority(rules, before).ok_or_else(|| {
-            Refusal::attention(match before {
-                Some(p) => format!(
-                    "listener {listener} has no free rule priority before the router's rule \
-                     ({p}), where the test-traffic rule must go to be matched first; free one \
-                     up, or remove [test_traffic] header"
-                ),
-                None => format!(
-                    "listener {listener} has no free rule priority for the test-traffic rule; \
-                     remove a rule or [test_traffic] header"
-                ),
-            })
-        })?;
+        let (listener, router_rule, priority) = test_rule_place(spec, rules)?;
         return Ok(Some(Action::OpenTestRule {
             fleet: green.occupant.fleet.name.clone(),
             release: release.clone(),
@@ -215,14 +245,14 @@ pub(super) fn hooks_due(
     })
 }
 
-/// The metrics verdict for the step green is at, when metrics are compared and read.
-pub(super) fn metrics_verdict(spec: &Spec, observed: &Observed) -> Option<Verdict> {
-    if !spec.analysis.compares_metrics() {
-        return None;
+/// The metrics verdict for the step green is at; metrics that were not read make it
+/// inconclusive rather than let the gate pass unchecked.
+pub(super) fn metrics_verdict(spec: &Spec, observed: &Observed) -> Verdict {
+    match &observed.verify.metrics {
+        Some(c) => verdict(&spec.analysis, c),
+        None => Verdict::Inconclusive {
+            summary: "no metrics read".to_owned(),
+            reasons: vec!["green's and blue's metrics were not read".to_owned()],
+        },
     }
-    observed
-        .verify
-        .metrics
-        .as_ref()
-        .map(|c| verdict(&spec.analysis, c))
 }

@@ -17,6 +17,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use super::{
     Action, Clock, Decision, DeployRequest, Done, HookContext, Launch, RefusalKind, WARM_SUSPENDS,
     Wait, WaitReason, decide_abort, decide_deploy, decide_promote, decide_resume, decide_rollback,
+    metrics_due,
 };
 use crate::core::analysis::{AlarmState, AlarmValue, Comparison, MetricWindow};
 use crate::core::fleet::{Capacity, FleetInstance, FleetSummary};
@@ -1894,10 +1895,19 @@ fn the_metrics_verdict_decides_at_the_end_of_each_pause() {
         .cfg(no_metrics)
         .at(late()),
         case(
-            "metrics configured but not in the observation: no verdict",
+            "metrics configured but not read: inconclusive, never an unchecked pass",
             Cmd::Resume,
             baked(None),
-            act(shift(25, 2, 4, &seen_split(10), None)),
+            Expect::Is(Decision::Wait(Wait {
+                until: None,
+                why: WaitReason::Analysis {
+                    release: "v2".into(),
+                    step: StepNumber(1),
+                    of: 4,
+                    weight: Percent::new(10).expect("a percent"),
+                    verdict: "inconclusive: no metrics read".into(),
+                },
+            })),
         )
         .at(late()),
         case(
@@ -3193,6 +3203,88 @@ fn a_test_rule_is_never_opened_behind_the_rule_router_s_own_rule() {
     );
 }
 
+/// A release that could not be verified is refused before its first change: no room for its
+/// test rule, or an alarm already in ALARM. One already under way is not refused by them (it
+/// is stopped, or waits, as the sequence says).
+#[test]
+fn a_release_that_could_not_be_verified_is_refused_before_any_change() {
+    let rule_router = Cfg {
+        rule_router: true,
+        ..Cfg::all()
+    };
+    let idle = || {
+        observe(router(&seen_gate()), vec![v1()], vec![])
+            .test_listener_on(TG_A)
+            .alarm(AlarmValue::Ok)
+    };
+    let no_room = || vec![default_rule(), router_rule(1)];
+    let cases = run(vec![
+        case(
+            "rule router at priority 1: no room before it",
+            Cmd::deploy(gated()),
+            idle().rules(no_room()),
+            Expect::Refused(
+                RefusalKind::BadInput,
+                &[
+                    "no free rule priority before the router's rule (1)",
+                    "[test_traffic] header",
+                ],
+            ),
+        )
+        .cfg(rule_router),
+        case(
+            "rule router at priority 2: the test listener joins first",
+            Cmd::deploy(gated()),
+            idle().rules(vec![default_rule(), router_rule(2)]),
+            act(point(TG_B, TG_A)),
+        )
+        .cfg(rule_router),
+        case(
+            "no room, but no header configured: not checked",
+            Cmd::deploy(gated()),
+            idle().rules(no_room()),
+            act(point(TG_B, TG_A)),
+        )
+        .cfg(Cfg {
+            header: false,
+            rule_router: true,
+            ..Cfg::all()
+        }),
+        case(
+            "an alarm in ALARM: refused, naming it and its reason",
+            Cmd::deploy(gated()),
+            idle().rules(base_rules()).alarm(AlarmValue::Alarm),
+            Expect::Refused(
+                RefusalKind::NeedsAttention,
+                &[
+                    "alarm checkout-5xx is in ALARM",
+                    "Threshold Crossed",
+                    "[analysis] alarms",
+                ],
+            ),
+        ),
+        case(
+            "an alarm in ALARM, the release under way: stopped, not refused",
+            Cmd::deploy(gated()),
+            alarming_gate(),
+            Expect::Records(&["alarm checkout-5xx is in ALARM"]),
+        ),
+        case(
+            "an alarm in INSUFFICIENT_DATA: starts",
+            Cmd::deploy(gated()),
+            idle()
+                .rules(base_rules())
+                .alarm(AlarmValue::InsufficientData),
+            act(point(TG_B, TG_A)),
+        ),
+    ]);
+    assert_eq!(cases, 6);
+}
+
+fn alarming_gate() -> Observed {
+    verified(at_gate(provisioning(&gated()))).alarm(AlarmValue::Alarm)
+}
+
 /// After the last step, with an abort request recorded on the release (a failed post_traffic
 /// hook, or a request that crossed the flip) or an alarm going off, `deploy` and `promote`
 /// route the traffic back to the previous release; `greenlight abort` instead settles the
@@ -3567,8 +3659,9 @@ impl Gen {
             };
         }
         let next = if full { len } else { n + 1 };
+        // Metrics not read count as too few.
         let verdict = if w > 0 && self.cfg.metrics {
-            self.metrics
+            Some(self.metrics.unwrap_or(Metrics::Thin))
         } else {
             None
         };
@@ -3752,6 +3845,41 @@ proptest! {
         check_safety(&g, &observed, &decision)
             .map_err(|e| TestCaseError::fail(format!("{}: {decision:?}: {e}", COMMANDS[g.cmd])))?;
         prop_assert_eq!(gist(&decision), g.expected(), "{}", COMMANDS[g.cmd]);
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// GetMetricData is called only when the next decision is at a gate that compares them
+    /// ([`metrics_due`]), and every decision that depends on the metrics is made with them.
+    #[test]
+    fn metrics_are_read_for_every_decision_on_them_and_never_mid_pause(g in arb_gen()) {
+        let spec = g.cfg.spec();
+        let clock = g.clock();
+        let observed = g.observed();
+        let with = |m: Option<Metrics>| {
+            let mut o = observed.clone();
+            o.verify.metrics = m.map(comparison);
+            g.command().decide(&spec, &o, clock)
+        };
+        let depends = [Some(Metrics::Fail), Some(Metrics::Thin)]
+            .into_iter()
+            .any(|m| with(m) != with(Some(Metrics::Pass)))
+            || with(None) != with(Some(Metrics::Pass));
+        let due = metrics_due(&spec, &observed, clock.now);
+        prop_assert!(!depends || due.is_some(), "decides on metrics it did not read");
+        if due.is_some() {
+            // Not at every poll of a pause: only once it is over (a hook due, an alarm or an
+            // abort may still come first, for one pass).
+            let waits_out_a_pause = matches!(
+                with(Some(Metrics::Pass)),
+                Decision::Wait(Wait { why: WaitReason::Pause { .. } | WaitReason::Gate { .. }, .. })
+                    | Decision::Wait(Wait { why: WaitReason::Health { .. }, .. })
+            );
+            prop_assert!(!waits_out_a_pause, "reads metrics during a pause");
+            prop_assert_eq!(due, Some(t0()), "the window starts when the step took effect");
+        }
     }
 }
 
