@@ -481,11 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     if args.nlb and ":loadbalancer/app/" in out["load_balancer_arn"]:
-        # moto names every load balancer loadbalancer/app/...; AWS names an NLB's .../net/...
-        # and greenlight tells the kinds apart by the ARN (a note, not an error: exit 0).
+        # AWS names an NLB loadbalancer/net/..., and so does greenlight's emulator (its fidelity
+        # layer); stock moto, and endpoints built on it such as LocalStack, name every load
+        # balancer loadbalancer/app/.... greenlight tells the kinds apart by the ARN (a note, not
+        # an error: exit 0).
         print(
             "seed.py: note: this endpoint gave the network load balancer an application ARN "
-            "(loadbalancer/app/...), so greenlight will treat it as an ALB",
+            "(loadbalancer/app/...), so greenlight will treat it as an ALB (greenlight's "
+            "emulator, localstack/emulator.py, names it loadbalancer/net/... as AWS does)",
             file=sys.stderr,
         )
     print(json.dumps(out))

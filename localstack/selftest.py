@@ -14,6 +14,12 @@ Checks, each against resources of its own (unique names, so a non-empty emulator
                                 is registered; delete without ForceDelete is refused
   api-fidelity                  policies scoped to their group, desired > max rejected,
                                 ForwardConfig weights and LoadBalancerArns, weight 1000 rejected
+  network-load-balancer-arns    an NLB is loadbalancer/net/..., its listener listener/net/<name>/
+                                <lb-id>/<id>, its default rule listener-rule/net/...; found by
+                                those ARNs in DescribeLoadBalancers, DescribeListeners,
+                                DescribeTargetGroups, ModifyListener, Add/RemoveTags, DescribeTags
+                                and DeleteListener, not by their app/ spelling; CreateRule refused;
+                                a gateway load balancer is loadbalancer/gwy/...; the ALB stays app/
   client-token-idempotency      CreateLaunchTemplate / CreateLaunchTemplateVersion repeated with
                                 the same ClientToken answer the first result and create nothing;
                                 other parameters -> IdempotentParameterMismatch (HTTP 400)
@@ -492,6 +498,108 @@ def check_api_fidelity(emu: Emulator) -> None:
         expect(err.response["Error"]["Code"] == "ValidationError", f"weight 1000: {err}")
     else:
         raise CheckFailed("ModifyListener accepted weight 1000")
+
+
+def check_network_load_balancer_arns(emu: Emulator) -> None:
+    f = emu.fixture()
+    elbv2 = emu.elbv2
+    name = f"st-nlb-{emu.run}"
+    nlb = elbv2.create_load_balancer(Name=name, Subnets=f["subnets"], Type="network")[
+        "LoadBalancers"
+    ][0]
+    lb = nlb["LoadBalancerArn"]
+    expect(f":loadbalancer/net/{name}/" in lb and nlb["Type"] == "network", f"NLB ARN {lb}")
+    lb_id = lb.rsplit("/", 1)[1]
+    # The ALB fixture keeps its app/ ARN; a gateway load balancer gets gwy/.
+    expect(f":loadbalancer/app/st-{emu.run}/" in f["lb"], f"ALB ARN {f['lb']}")
+    gwlb = elbv2.create_load_balancer(
+        Name=f"st-gwy-{emu.run}", Subnets=f["subnets"][:1], Type="gateway"
+    )["LoadBalancers"][0]["LoadBalancerArn"]
+    expect(f":loadbalancer/gwy/st-gwy-{emu.run}/" in gwlb, f"GWLB ARN {gwlb}")
+    # Found by ARN and by name, with the net/ ARN; its app/ spelling does not exist (as on AWS).
+    by_arn = elbv2.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"]
+    by_name = elbv2.describe_load_balancers(Names=[name])["LoadBalancers"]
+    expect([x["LoadBalancerArn"] for x in by_arn + by_name] == [lb, lb], f"{by_arn} {by_name}")
+    app_spelling = lb.replace(":loadbalancer/net/", ":loadbalancer/app/")
+    expect_error(
+        elbv2.describe_load_balancers, "LoadBalancerNotFound", LoadBalancerArns=[app_spelling]
+    )
+    tgs = [
+        elbv2.create_target_group(
+            Name=f"st-nlb{slot}-{emu.run}", Protocol="TCP", Port=80, VpcId=f["vpc"],
+            HealthCheckProtocol="TCP",
+        )["TargetGroups"][0]["TargetGroupArn"]
+        for slot in "ab"
+    ]  # fmt: skip
+    expect_error(
+        elbv2.create_listener, "LoadBalancerNotFound", LoadBalancerArn=app_spelling,
+        Protocol="TCP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": tgs[0]}],
+    )  # fmt: skip
+    created = elbv2.create_listener(
+        LoadBalancerArn=lb, Protocol="TCP", Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tgs[0]}],
+    )["Listeners"][0]  # fmt: skip
+    listener = created["ListenerArn"]
+    prefix = lb.replace(":loadbalancer/net/", ":listener/net/") + "/"
+    expect(listener.startswith(prefix) and "/" not in listener[len(prefix):], f"{listener}")
+    expect(created["LoadBalancerArn"] == lb, f"CreateListener answered {created}")
+    listed = elbv2.describe_listeners(LoadBalancerArn=lb)["Listeners"]
+    named = elbv2.describe_listeners(ListenerArns=[listener])["Listeners"]
+    for got in listed + named:
+        expect((got["ListenerArn"], got["LoadBalancerArn"]) == (listener, lb), f"{got}")
+    expect(len(listed) == 1, f"DescribeListeners(LoadBalancerArn): {listed}")
+    expect_error(
+        elbv2.describe_listeners, "ListenerNotFound",
+        ListenerArns=[listener.replace(":listener/net/", ":listener/app/")],
+    )  # fmt: skip
+    # Target groups name the NLB, and are found through it.
+    for tg in elbv2.describe_target_groups(TargetGroupArns=tgs)["TargetGroups"]:
+        want = [lb] if tg["TargetGroupArn"] == tgs[0] else []
+        expect(tg["LoadBalancerArns"] == want, f"LoadBalancerArns of {tg['TargetGroupName']}")
+    behind = elbv2.describe_target_groups(LoadBalancerArn=lb)["TargetGroups"]
+    expect([tg["TargetGroupArn"] for tg in behind] == [tgs[0]], f"behind the NLB: {behind}")
+    # ModifyListener by the net/ ARN; a weighted forward to both slots is accepted (AWS supports
+    # weighted target groups on NLBs since November 2025).
+    answer = elbv2.modify_listener(
+        ListenerArn=listener, DefaultActions=[{"Type": "forward", "TargetGroupArn": tgs[1]}]
+    )["Listeners"][0]
+    expect((answer["ListenerArn"], answer["LoadBalancerArn"]) == (listener, lb), f"{answer}")
+    weighted = {"TargetGroups": [{"TargetGroupArn": tgs[0], "Weight": 90},
+                                 {"TargetGroupArn": tgs[1], "Weight": 10}]}  # fmt: skip
+    elbv2.modify_listener(
+        ListenerArn=listener, DefaultActions=[{"Type": "forward", "ForwardConfig": weighted}]
+    )
+    for tg in elbv2.describe_target_groups(TargetGroupArns=tgs)["TargetGroups"]:
+        expect(tg["LoadBalancerArns"] == [lb], f"weighted: {tg['TargetGroupName']}")
+    # No rules on an NLB listener; the default rule it has carries the net/ ARN.
+    expect_error(
+        elbv2.create_rule, "ValidationError", ListenerArn=listener, Priority=1,
+        Conditions=[{"Field": "host-header", "Values": ["x.example.com"]}],
+        Actions=[{"Type": "forward", "TargetGroupArn": tgs[0]}],
+    )  # fmt: skip
+    rules = elbv2.describe_rules(ListenerArn=listener)["Rules"]
+    rule_prefix = listener.replace(":listener/net/", ":listener-rule/net/") + "/"
+    expect(
+        [r["IsDefault"] for r in rules] == [True] and rules[0]["RuleArn"].startswith(rule_prefix),
+        f"rules {rules}",
+    )
+    # Tags on the NLB and its listener, by their net/ ARNs.
+    elbv2.add_tags(ResourceArns=[lb, listener], Tags=[{"Key": "slot", "Value": "net"}])
+    described = elbv2.describe_tags(ResourceArns=[lb, listener])["TagDescriptions"]
+    expect(
+        sorted(d["ResourceArn"] for d in described) == sorted([lb, listener])
+        and all({"Key": "slot", "Value": "net"} in d["Tags"] for d in described),
+        f"DescribeTags {described}",
+    )
+    elbv2.remove_tags(ResourceArns=[listener], TagKeys=["slot"])
+    described = elbv2.describe_tags(ResourceArns=[listener])["TagDescriptions"]
+    expect(described == [{"ResourceArn": listener, "Tags": []}], f"after RemoveTags {described}")
+    elbv2.delete_listener(ListenerArn=listener)
+    expect(elbv2.describe_listeners(LoadBalancerArn=lb)["Listeners"] == [], "listener not deleted")
+    expect_error(elbv2.describe_listeners, "ListenerNotFound", ListenerArns=[listener])
+    elbv2.delete_load_balancer(LoadBalancerArn=lb)
+    elbv2.delete_load_balancer(LoadBalancerArn=gwlb)
+    expect_error(elbv2.describe_load_balancers, "LoadBalancerNotFound", LoadBalancerArns=[lb])
 
 
 def check_client_token_idempotency(emu: Emulator) -> None:
@@ -1073,6 +1181,7 @@ CHECKS: list[tuple[str, Callable[[Emulator], None]]] = [
     ("launch-template-versions", check_launch_template_versions),
     ("removals-drain", check_removals_drain),
     ("api-fidelity", check_api_fidelity),
+    ("network-load-balancer-arns", check_network_load_balancer_arns),
     ("client-token-idempotency", check_client_token_idempotency),
     ("launch-template-tags", check_launch_template_tags),
     ("modify-responses", check_modify_responses),

@@ -10,6 +10,8 @@ front of moto for Smithy RPC v2 CBOR requests, the protocol of the Rust SDK's Cl
 * Target health (DescribeTargetHealth): scripted per-target health sequences set through the
   test-only endpoint, `draining` for the deregistration delay after a target leaves, and
   (optionally) `unused` for target groups no listener forwards to.
+* Load balancer ARNs by Type: `loadbalancer/net/...` for Network Load Balancers (and their
+  `listener/net/...`), `gwy/` for Gateway Load Balancers; no listener rules on them.
 * Auto Scaling <-> target group registration: only InService instances are registered; scale-in,
   termination, detach and delete drain targets instead of leaving them registered `healthy`.
 * Launch templates: SourceVersion, UserData in later versions, launching from the version
@@ -39,6 +41,7 @@ def install(report_not_in_use: bool = False) -> None:
     STATE.not_in_use = report_not_in_use
     if _installed:
         return
+    elbv2.patch_load_balancer_arns()
     elbv2.patch_target_groups()
     elbv2.patch_describe_target_health()
     elbv2.patch_forward_actions()

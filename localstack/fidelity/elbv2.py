@@ -1,4 +1,5 @@
-"""ELBv2 patches: target health (scripted, draining, not-in-use) and listener/rule fidelity."""
+"""ELBv2 patches: target health (scripted, draining, not-in-use), load balancer ARNs by type,
+and listener/rule fidelity."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import moto.elbv2.models as elbv2_models
 from moto.elbv2.exceptions import ELBClientError, TargetGroupNotFoundError
 from moto.elbv2.models import (
     ELBv2Backend,
@@ -20,6 +22,72 @@ from .state import DRAINING, NOT_IN_USE, STATE
 
 # ForwardConfig weights AWS accepts.
 MAX_FORWARD_WEIGHT = 999
+
+# The kind segment of a load balancer's ARN (`loadbalancer/<kind>/<name>/<id>`) for each Type.
+# Its listeners (`listener/<kind>/...`) and rules (`listener-rule/<kind>/...`) carry it too.
+ARN_KINDS = {"application": "app", "network": "net", "gateway": "gwy"}
+
+
+def patch_load_balancer_arns() -> None:
+    # Stock moto names every load balancer `loadbalancer/app/<name>/<id>`, whatever its Type,
+    # and derives listener and rule ARNs from it (`listener/app/...`). AWS names a Network Load
+    # Balancer `loadbalancer/net/...` (listeners `listener/net/<name>/<lb-id>/<id>`) and a
+    # Gateway Load Balancer `loadbalancer/gwy/...`; clients such as greenlight tell the kinds
+    # apart by the ARN. We give the load balancer its real ARN when it is created: moto keys
+    # load balancers, listeners, rules and tags by ARN and derives the rest with
+    # `str.replace(":loadbalancer/", ":listener/")` and the like, so every response carries the
+    # `net/` ARN and every request naming it finds it (an `app/` spelling of it does not, as on
+    # AWS). Only the ARN generator is told the Type, for the duration of the call.
+    creating: list[str] = []  # the Type of the load balancer being created (requests are serial)
+    stock_make_arn = elbv2_models.make_arn_for_load_balancer
+
+    def make_arn_for_load_balancer(account_id: str, lb_id: str, name: str, region_name: str) -> str:
+        arn = stock_make_arn(
+            account_id=account_id, lb_id=lb_id, name=name, region_name=region_name
+        )
+        kind = ARN_KINDS.get(creating[-1]) if creating else None
+        if kind is not None:
+            arn = arn.replace(":loadbalancer/app/", f":loadbalancer/{kind}/", 1)
+        return arn
+
+    make_arn_for_load_balancer.__wrapped__ = stock_make_arn  # type: ignore[attr-defined]
+    elbv2_models.make_arn_for_load_balancer = make_arn_for_load_balancer
+
+    def make_create(original: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(original)
+
+        def create_load_balancer(self: ELBv2Backend, *args: Any, **kwargs: Any) -> Any:
+            lb_type = signature.bind(self, *args, **kwargs).arguments.get("loadbalancer_type")
+            creating.append(lb_type or "application")  # moto's default, as AWS's
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                creating.pop()
+
+        return create_load_balancer
+
+    wrap(ELBv2Backend, "create_load_balancer", make_create)
+
+    # CreateRule: stock moto adds rules to any listener. AWS: "The listener must be associated
+    # with an Application Load Balancer" (API reference); NLB and GWLB listeners only have their
+    # default action. The error code and wording are our guess (not observed on AWS).
+    def make_create_rule(original: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(original)
+
+        def create_rule(self: ELBv2Backend, *args: Any, **kwargs: Any) -> Any:
+            listener_arn = signature.bind(self, *args, **kwargs).arguments.get("listener_arn")
+            for lb in self.load_balancers.values():
+                if listener_arn in lb.listeners and lb.type != "application":
+                    raise ELBClientError(
+                        "ValidationError",
+                        f"Listener rules are not supported for load balancers of type "
+                        f"'{lb.type}'",
+                    )
+            return original(self, *args, **kwargs)
+
+        return create_rule
+
+    wrap(ELBv2Backend, "create_rule", make_create_rule)
 
 
 def patch_target_groups() -> None:
