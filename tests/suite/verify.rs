@@ -390,9 +390,26 @@ fn blue_green_on_a_network_load_balancer_through_a_test_listener() {
         stop: greenlight::engine::stop::Stop::new(),
     };
     deploy(&w, &request("v2", sample::NEXT_IMAGE)).0.unwrap();
+    // All to green, the previous release still named at weight 0 (NLB weighted target groups),
+    // so AWS keeps health-checking it and a rollback is one call.
+    let weight_of = |forwards: &[Forward], arn: &str| {
+        forwards
+            .iter()
+            .find(|f| f.target_group == tg(arn))
+            .map(|f| f.weight.get())
+    };
     let production = w.cloud.forwards(&w.spec.router);
-    assert_eq!(production.len(), 1, "{production:?}");
-    assert_eq!(production[0].target_group, tg(sample::TG_B));
+    assert_eq!(production.len(), 2, "{production:?}");
+    assert_eq!(
+        weight_of(&production, sample::TG_B),
+        Some(100),
+        "{production:?}"
+    );
+    assert_eq!(
+        weight_of(&production, sample::TG_A),
+        Some(0),
+        "{production:?}"
+    );
     let test_listener = w
         .cloud
         .forwards(&RouterId::Listener(ListenerArn::parse(&test).unwrap()));
@@ -403,9 +420,16 @@ fn blue_green_on_a_network_load_balancer_through_a_test_listener() {
     assert_eq!(routes.len(), 2, "{routes:?}");
     assert_eq!(w.tag("checkout-v2", tags::PHASE).as_deref(), Some("live"));
     assert!(w.rollback().is_ok());
+    let production = w.cloud.forwards(&w.spec.router);
     assert_eq!(
-        w.cloud.forwards(&w.spec.router)[0].target_group,
-        tg(sample::TG_A)
+        weight_of(&production, sample::TG_A),
+        Some(100),
+        "{production:?}"
+    );
+    assert_eq!(
+        weight_of(&production, sample::TG_B),
+        Some(0),
+        "{production:?}"
     );
     w.assert_safe();
 }

@@ -14,9 +14,7 @@ use crate::core::health::unhealthy_descriptions;
 use crate::core::hooks::HookStage;
 use crate::core::observed::Observed;
 use crate::core::plan::{PauseState, Percent, Plan, StepNumber, pause_state};
-use crate::core::router::{
-    Forward, LoadBalancerKind, RouterWrite, Stickiness, Weight, all_to, split,
-};
+use crate::core::router::{RouterWrite, Stickiness, all_to, split};
 use crate::core::spec::Spec;
 use crate::core::tags::{Phase, Promoted};
 
@@ -39,18 +37,10 @@ pub(super) fn write_share(
 ) -> RouterWrite {
     let green = spec.slots.get(live.slot.other());
     let stable = spec.slots.get(live.slot);
-    let forwards = if spec.router.load_balancer_kind() == Some(LoadBalancerKind::Network) {
-        // An NLB forward names one target group; its shares are all or nothing.
-        let to = if share == Percent::ZERO {
-            stable
-        } else {
-            green
-        };
-        vec![Forward {
-            target_group: to.clone(),
-            weight: Weight::new(100).expect("100 is a weight"),
-        }]
-    } else if share == Percent::ALL {
+    // A Network Load Balancer's forward takes weighted target groups too (since November 2025):
+    // after the flip the previous release stays named at weight 0, as on an ALB, so AWS keeps
+    // health-checking it and a rollback is one call. (Canary there is refused at parse time.)
+    let forwards = if share == Percent::ALL {
         all_to(green, stable)
     } else {
         split(green, share, stable)

@@ -47,7 +47,7 @@ pub(super) fn point_test_listener(
 
 /// Whether the release's "join" is the test listener: with one, green is health-checked
 /// because the test listener uses its target group, and the production router is left alone
-/// until the first step (a Network Load Balancer cannot name a second target group anyway).
+/// until the first step (how green is joined on a Network Load Balancer).
 pub(super) fn joins_through_test_listener(spec: &Spec) -> bool {
     spec.test_traffic.listener.is_some()
 }
