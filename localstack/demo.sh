@@ -8,8 +8,10 @@
 # stops when this script exits, however it exits), seeds a sample service `checkout`, scripts
 # the green group's target health (initial for 3 health reads, then healthy, so progress is
 # visible), builds greenlight and runs: validate, deploy, status, rollback, status; then switches
-# the config to a canary and runs deploy --no-wait (it stops at a manual gate), status, promote.
-# Exits non-zero as soon as a step fails.
+# the config to a canary and runs deploy --no-wait (it stops at a manual gate), status, promote;
+# then a canary with an after_step hook and a 5xx analysis whose green serves errors during its
+# pause (PutMetricData): it is stopped at the gate, traffic back, exit 3 (expected), status.
+# Exits non-zero as soon as a step fails (or the verification canary is not stopped).
 #
 # Environment:
 #   GREENLIGHT_BIN   run this greenlight binary instead of building target/debug/greenlight
@@ -84,7 +86,7 @@ next_image="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))[
 third_image="$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][2])' "$demo_dir/seed.json")"
 
 step "Script the new releases' target health: initial for 3 reads, then healthy"
-for release in v2 v3; do
+for release in v2 v3 v4; do
 "$python" - "$endpoint" "checkout-$release" <<'EOF'
 import json, sys, urllib.request
 rule = {
@@ -147,6 +149,60 @@ show "$greenlight" --config "$canary_config" promote
 
 step "greenlight status (after promote)"
 show "$greenlight" --config "$canary_config" status
+
+step "Verification: a canary of v4 with an after_step hook and a 5xx analysis"
+verify_config="$demo_dir/greenlight-verify.toml"
+{
+    echo 'strategy = "canary"'
+    cat "$config"
+    printf '\n[canary]\nsteps = [{ weight = 20, pause = "5s" }, { weight = 100 }]\n'
+    printf '\n[hooks]\nafter_step = ["echo checking $GREENLIGHT_RELEASE at $GREENLIGHT_WEIGHT%%"]\n'
+    printf '\n[analysis]\nmax_5xx_rate = 0.01\nmax_5xx_ratio_vs_blue = 2.0\nmin_requests = 100\n'
+} >"$verify_config"
+tail -n 9 "$verify_config"
+
+step "greenlight deploy v4 (green serves 5xx during its pause: stopped at the gate, exit 3)"
+printf '%s$ %s%s\n' "$bold" "$greenlight --config $verify_config deploy --release v4 --image-id $next_image" "$off"
+"$greenlight" --config "$verify_config" deploy --release v4 --image-id "$next_image" &
+deploy_pid=$!
+# Once v4 takes its 20%, its target group serves 300 requests with 60 5xx, blue's 900 with 2.
+"$python" - "$demo_dir/seed.json" <<'EOF'
+import json, sys, time
+from datetime import datetime, timezone
+import boto3
+seed = json.load(open(sys.argv[1]))
+asg, cw = boto3.client("autoscaling"), boto3.client("cloudwatch")
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["checkout-v4"])["AutoScalingGroups"]
+    tags = {t["Key"]: t["Value"] for g in groups for t in g.get("Tags", [])}
+    if tags.get("greenlight:phase") == "releasing" and tags.get("greenlight:step") == "1":
+        break
+    time.sleep(0.2)
+else:
+    sys.exit("checkout-v4 never reached step 1")
+time.sleep(1)
+lb = seed["load_balancer_arn"].split(":loadbalancer/")[1]
+green_tg = next(tg for tg in seed["target_groups"] if tg in groups[0]["TargetGroupARNs"])
+blue_tg = next(tg for tg in seed["target_groups"] if tg != green_tg)
+now = datetime.now(timezone.utc)
+for tg, requests, errors in ((green_tg, 300, 60), (blue_tg, 900, 2)):
+    dims = [{"Name": "TargetGroup", "Value": "targetgroup/" + tg.split(":targetgroup/")[1]},
+            {"Name": "LoadBalancer", "Value": lb}]
+    cw.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=[
+        {"MetricName": "RequestCount", "Dimensions": dims, "Timestamp": now,
+         "Value": requests, "Unit": "Count"},
+        {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": dims, "Timestamp": now,
+         "Value": errors, "Unit": "Count"},
+    ])
+EOF
+deploy_status=0
+wait "$deploy_pid" || deploy_status=$?
+[[ "$deploy_status" == 3 ]] || { echo "expected exit 3 (release failed), got $deploy_status" >&2; exit 1; }
+echo "(exit $deploy_status: the release failed and traffic is back on v3, as expected)"
+
+step "greenlight status (after the failed canary)"
+show "$greenlight" --config "$verify_config" status
 
 current_step="done"
 printf '\n%sdemo finished%s\n' "$bold" "$off"
