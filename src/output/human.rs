@@ -12,12 +12,32 @@ use crate::engine::validate::Validation;
 
 pub struct HumanReporter {
     started: Instant,
+    /// The failure of a hook this run saw fail: the steps it causes refer back to it instead of
+    /// repeating it.
+    failed_hook: Option<String>,
 }
 
 impl HumanReporter {
     pub fn new() -> HumanReporter {
         HumanReporter {
             started: Instant::now(),
+            failed_hook: None,
+        }
+    }
+}
+
+impl HumanReporter {
+    /// The lines `event` prints as, without the time prefix, given the events before it.
+    fn lines(&mut self, event: &Event) -> Vec<String> {
+        match (event, &self.failed_hook) {
+            (Event::Hook { run }, _) if !run.passed() => {
+                self.failed_hook = Some(run.failure());
+                describe(event)
+            }
+            (Event::Step { action }, Some(hook)) => {
+                vec![describe_action(&after_hook(action, hook))]
+            }
+            _ => describe(event),
         }
     }
 }
@@ -32,7 +52,7 @@ impl Reporter for HumanReporter {
     fn report(&mut self, event: &Event) {
         let elapsed = self.started.elapsed().as_secs();
         let mut out = std::io::stdout().lock();
-        for line in describe(event) {
+        for line in self.lines(event) {
             let _ = writeln!(out, "[{:>2}:{:02}] {line}", elapsed / 60, elapsed % 60);
         }
         let _ = out.flush();
@@ -119,20 +139,13 @@ pub fn describe(event: &Event) -> Vec<String> {
         } => vec![format!(
             "step {step}/{of}: {release} takes {weight}; analysis {verdict}; waiting for more requests (or `greenlight promote`)"
         )],
-        Event::Hook { run } => {
-            let how = match &run.outcome {
-                crate::engine::hooks::HookOutcome::Passed => {
-                    return vec![format!(
-                        "hook {} `{}` passed ({:.1}s)",
-                        run.stage, run.command, run.seconds
-                    )];
-                }
-                _ => run.failure(),
-            };
-            let mut lines = vec![format!("✗ {how}")];
-            lines.extend(run.last_lines.iter().map(|l| format!("  | {l}")));
-            lines
-        }
+        Event::Hook { run } if run.passed() => vec![format!(
+            "hook {} `{}` passed ({:.1}s)",
+            run.stage, run.command, run.seconds
+        )],
+        // One line: its output was streamed as it came, and the release's failure that
+        // follows carries its last lines.
+        Event::Hook { run } => vec![format!("✗ {} ({:.1}s)", run.failure(), run.seconds)],
         Event::NothingToAbort { live_release, slot } => vec![format!(
             "nothing to abort: no release is in progress; {live_release} takes all traffic (slot {slot})"
         )],
@@ -334,6 +347,28 @@ fn describe_action(action: &Action) -> String {
             reasons.first().map_or("stopping", String::as_str)
         ),
     }
+}
+
+/// `action` with a reason that is the failed `hook`'s (as recorded on green: maybe clipped)
+/// replaced by a reference to it: the hook's line said which and how.
+fn after_hook(action: &Action, hook: &str) -> Action {
+    let is_hook = |reason: &str| match reason.strip_suffix('…') {
+        Some(clipped) => hook.starts_with(clipped),
+        None => reason == hook,
+    };
+    let mut action = action.clone();
+    match &mut action {
+        Action::RouteBack { reason, .. } if is_hook(reason) => {
+            *reason = "the hook failed".to_owned();
+        }
+        Action::FailRelease { reasons, .. } => {
+            if let Some(first) = reasons.first_mut().filter(|first| is_hook(first)) {
+                *first = "the hook failed".to_owned();
+            }
+        }
+        _ => {}
+    }
+    action
 }
 
 fn plan_words(strategy: crate::core::plan::Strategy, plan: &str) -> String {
@@ -736,6 +771,76 @@ mod tests {
         for (event, expected) in cases {
             assert_eq!(describe(&event), expected, "{event:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_hook_is_named_once_and_the_steps_it_causes_refer_back_to_it() {
+        use crate::core::hooks::HookStage;
+        use crate::engine::hooks::{HookOutcome, HookRun};
+        let run = HookRun {
+            stage: HookStage::AfterStep(StepNumber(1)),
+            command: format!("./check.sh {}", "x".repeat(300)),
+            outcome: HookOutcome::Failed {
+                exit_code: Some(1),
+                signal: None,
+            },
+            seconds: 0.25,
+            last_lines: vec!["checking".into(), "5xx spike".into()],
+        };
+        let failure = run.failure();
+        let mut reporter = HumanReporter::new();
+        let lines = reporter.lines(&Event::Hook { run });
+        assert_eq!(lines, [format!("✗ {failure} (0.2s)")]);
+        let route_back = Event::Step {
+            action: Action::RouteBack {
+                to: tg("checkout-a"),
+                from: tg("checkout-b"),
+                fleet: FleetName::new("checkout-v2"),
+                release: "v2".into(),
+                reason: failure.clone(),
+                write: write(all_to(&tg("checkout-a"), &tg("checkout-b"))),
+            },
+        };
+        assert_eq!(
+            reporter.lines(&route_back),
+            ["the hook failed: all traffic back to checkout-a (away from release v2)"]
+        );
+        // As read back from green's tag, clipped.
+        let clipped = crate::core::tags::clip(&failure);
+        assert_ne!(clipped, failure);
+        let fail = Event::Step {
+            action: Action::FailRelease {
+                fleet: FleetName::new("checkout-v2"),
+                release: "v2".into(),
+                reasons: vec![
+                    clipped.clone(),
+                    "hook output ended with: checking | 5xx spike".into(),
+                ],
+            },
+        };
+        assert_eq!(
+            reporter.lines(&fail),
+            ["the hook failed: scaling checkout-v2 to 0 and marking it failed"]
+        );
+        // Another reason is shown as it is.
+        let other = Event::Step {
+            action: Action::FailRelease {
+                fleet: FleetName::new("checkout-v2"),
+                release: "v2".into(),
+                reasons: vec!["alarm checkout-5xx is in ALARM".into()],
+            },
+        };
+        assert_eq!(
+            reporter.lines(&other),
+            ["alarm checkout-5xx is in ALARM: scaling checkout-v2 to 0 and marking it failed"]
+        );
+        // Without a failed hook before it, a step says its reason.
+        assert_eq!(
+            HumanReporter::new().lines(&route_back),
+            [format!(
+                "{failure}: all traffic back to checkout-a (away from release v2)"
+            )]
+        );
     }
 
     #[test]
