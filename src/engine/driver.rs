@@ -15,7 +15,7 @@ use crate::core::spec::Spec;
 use super::backoff::Backoff;
 use super::clock::Clock;
 use super::events::{Event, Reporter};
-use super::execute::apply;
+use super::execute::{Applied, apply};
 use super::failure::Failure;
 use super::lease::Lease;
 use super::observe::{observe, with_metrics};
@@ -186,7 +186,25 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                     self.reporter.report(&Event::Step {
                         action: action.clone(),
                     });
-                    let applied = apply(self.cloud, self.spec, &action, self.clock.now()).await;
+                    let applied = if matches!(action, Action::RunHooks { .. }) {
+                        match self.run_hooks(&action).await {
+                            Some(applied) => applied,
+                            None => {
+                                // Stopped mid-hook: the hooks' process groups are killed and
+                                // the stage, not recorded as done, runs again on resume.
+                                self.reporter.report(&Event::Warning {
+                                    message: format!(
+                                        "stopped while {} ran; they were killed and run again \
+                                         on resume",
+                                        action.name()
+                                    ),
+                                });
+                                continue;
+                            }
+                        }
+                    } else {
+                        apply(self.cloud, self.spec, &action, self.clock.now()).await
+                    };
                     self.changed = true;
                     match applied {
                         Ok(applied) => {
@@ -299,6 +317,30 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
             ),
             resume: options.resume_hint.to_owned(),
         })
+    }
+
+    /// Applies a hook step, which lasts as long as its hooks (up to their timeout, minutes: longer
+    /// than the lock lives unrenewed). Meanwhile the lock is renewed, on wall time like the hooks'
+    /// own timeout, and a lost lock or a signal ends the step at once, killing the hooks (their
+    /// process groups go with the dropped future). `None` when a signal stopped it.
+    async fn run_hooks(&mut self, action: &Action) -> Option<Result<Applied, Failure>> {
+        let (cloud, spec, clock, stop) = (self.cloud, self.spec, self.clock, self.stop);
+        let run = apply(cloud, spec, action, clock.now());
+        tokio::pin!(run);
+        loop {
+            let renew = self.lease.renew_every();
+            tokio::select! {
+                applied = &mut run => return Some(applied),
+                () = stop.wait() => return None,
+                () = tokio::time::sleep(renew) => {
+                    match self.lease.ensure(cloud, clock.now()).await {
+                        Err(Failure::Cloud { error, .. }) if transient(&error) => {}
+                        Err(lost) => return Some(Err(lost)),
+                        Ok(()) => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Sleeps `duration`, renewing the lock as often as it needs, and wakes early on a signal.

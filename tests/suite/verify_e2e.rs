@@ -572,6 +572,15 @@ impl Background {
         }
     }
 
+    /// A signal, as a terminal's Ctrl-C (SIGINT) or a pipeline's cancel (SIGTERM) sends it.
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("a pid");
+        assert!(pid > 1, "pid {pid}");
+        // SAFETY: a plain kill(2) to our own child, whose pid is known and positive.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill {signal} {pid}");
+    }
+
     /// SIGKILL: a crash, no safe point.
     fn kill(mut self) -> Run {
         self.child.kill().expect("kill");
@@ -1849,4 +1858,107 @@ fn no_room_for_the_test_rule_before_a_rule_router_is_refused_before_any_change()
         assert_eq!(s.mutations_since(mark), Vec::<String>::new(), "{run}");
     }
     assert!(aws.group(&seeded.fleet("v2")).is_none(), "{run}");
+}
+
+/// A hook that runs longer than the lock lives unrenewed: the deploy keeps renewing the lock
+/// meanwhile, so a second runner finds it held (not expired, not taken over) and the release
+/// ends well.
+#[test]
+fn the_lock_is_renewed_while_a_hook_runs_longer_than_it_lives() {
+    let s = session();
+    let seeded = s.seed("longhook", &[]);
+    configure(
+        &seeded,
+        None,
+        "",
+        "[hooks]\npre_traffic = [\"sleep 5\"]\n[lock]\nttl = \"2s\"\n",
+    );
+    let image = seeded.image(1);
+    let deploy = Background::spawn(
+        &s,
+        &seeded.config,
+        &deploy_args("v2", &image, &["--output", "json"]),
+    );
+    wait_until("the pre_traffic hook runs", Duration::from_secs(60), || {
+        let so_far = deploy.so_far();
+        so_far
+            .stdout
+            .contains(r#""action":"run_hooks""#)
+            .then_some(())
+            .ok_or(format!("{so_far}"))
+    });
+    // Twice the lock's life into the hook.
+    std::thread::sleep(Duration::from_secs(4));
+    let second = gl(
+        &s,
+        &seeded.config,
+        &deploy_args("v3", &seeded.image(2), &[]),
+    );
+    assert_eq!(second.code, Some(4), "{second}");
+    assert!(
+        second.stderr.contains("is locked by") && second.stderr.contains("`greenlight deploy`"),
+        "{second}"
+    );
+    let done = deploy.wait(Duration::from_secs(60));
+    assert_eq!(done.code, Some(0), "{done}");
+    assert_eq!(done.events().last().unwrap()["event"], "released", "{done}");
+}
+
+/// Ctrl-C while a hook runs: the hook is killed with what it started, greenlight stops at once
+/// (exit 130), and the stage runs again when the deploy is re-run.
+#[test]
+fn a_signal_during_a_hook_stops_it_at_once_and_the_rerun_runs_it_again() {
+    let s = session();
+    let seeded = s.seed("hooksig", &[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("sleep.pid");
+    let runs = dir.path().join("runs");
+    configure(
+        &seeded,
+        None,
+        "",
+        &format!(
+            "[hooks]\npre_traffic = [\"echo run >> {runs}; if [ ! -e {pid}.done ]; then \
+             touch {pid}.done; sleep 60 & echo $! > {pid}; wait; fi\"]\n",
+            runs = runs.display(),
+            pid = pid_file.display()
+        ),
+    );
+    let image = seeded.image(1);
+    let deploy = Background::spawn(&s, &seeded.config, &deploy_args("v2", &image, &[]));
+    wait_until("the hook's sleep started", Duration::from_secs(60), || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok())
+            .ok_or(format!("{}", deploy.so_far()))
+    });
+    let sleep_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let sent = Instant::now();
+    deploy.signal(libc::SIGINT);
+    let stopped = deploy.wait(Duration::from_secs(20));
+    let took = sent.elapsed();
+    assert_eq!(stopped.code, Some(130), "{stopped}");
+    assert!(took < Duration::from_secs(10), "{took:?}: {stopped}");
+    assert!(stopped.stderr.contains("stopped by SIGINT"), "{stopped}");
+    // SAFETY: kill(pid, 0) only asks whether the process exists.
+    let alive = unsafe { libc::kill(sleep_pid, 0) } == 0
+        && !std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"));
+    assert!(
+        !alive,
+        "the hook's sleep (pid {sleep_pid}) kept running: {stopped}"
+    );
+
+    let rerun = gl(&s, &seeded.config, &deploy_args("v2", &image, &[]));
+    assert_eq!(rerun.code, Some(0), "{rerun}");
+    let ran = std::fs::read_to_string(&runs).unwrap_or_default();
+    assert_eq!(
+        ran.lines().count(),
+        2,
+        "the stage ran again: {ran:?}; {rerun}"
+    );
 }
