@@ -12,16 +12,35 @@ use crate::engine::validate::Validation;
 
 pub struct HumanReporter {
     started: Instant,
-    /// The failure of a hook this run saw fail: the steps it causes refer back to it instead of
-    /// repeating it.
-    failed_hook: Option<String>,
+    /// Why this run stopped a release, once a line said it (a failed hook's line, or the first
+    /// step of the stop): the steps that follow refer back to it instead of repeating it.
+    stop: Option<Stop>,
+    /// Whether this run sent traffic back to the previous release.
+    routed_back: bool,
+}
+
+struct Stop {
+    reason: String,
+    /// How the steps after it refer to it.
+    short: &'static str,
+}
+
+impl Stop {
+    /// Whether `reason` is this one, maybe as read back from green's tag (clipped).
+    fn is(&self, reason: &str) -> bool {
+        match reason.strip_suffix('…') {
+            Some(clipped) => self.reason.starts_with(clipped),
+            None => reason == self.reason,
+        }
+    }
 }
 
 impl HumanReporter {
     pub fn new() -> HumanReporter {
         HumanReporter {
             started: Instant::now(),
-            failed_hook: None,
+            stop: None,
+            routed_back: false,
         }
     }
 }
@@ -29,13 +48,48 @@ impl HumanReporter {
 impl HumanReporter {
     /// The lines `event` prints as, without the time prefix, given the events before it.
     fn lines(&mut self, event: &Event) -> Vec<String> {
-        match (event, &self.failed_hook) {
-            (Event::Hook { run }, _) if !run.passed() => {
-                self.failed_hook = Some(run.failure());
+        match event {
+            Event::Hook { run } if !run.passed() => {
+                self.stop = Some(Stop {
+                    reason: run.failure(),
+                    short: "the hook failed",
+                });
                 describe(event)
             }
-            (Event::Step { action }, Some(hook)) => {
-                vec![describe_action(&after_hook(action, hook))]
+            Event::Step { action } => {
+                if let Action::RouteBack { .. } = action {
+                    self.routed_back = true;
+                }
+                let line = match &self.stop {
+                    Some(stop) => describe_action(&refer_back(action, stop)),
+                    None => describe_action(action),
+                };
+                if let (
+                    None,
+                    Action::RouteBack { reason, .. } | Action::RecordStop { reason, .. },
+                ) = (&self.stop, action)
+                {
+                    self.stop = Some(Stop {
+                        reason: reason.clone(),
+                        short: "stopped",
+                    });
+                }
+                vec![line]
+            }
+            Event::ReleaseFailed { release, reasons } => {
+                let traffic = if self.routed_back {
+                    "traffic is back on the previous release"
+                } else {
+                    "traffic stayed on the previous release"
+                };
+                let mut lines = vec![format!("✗ release {release} failed; {traffic}")];
+                lines.extend(
+                    reasons
+                        .iter()
+                        .filter(|r| !self.stop.as_ref().is_some_and(|stop| stop.is(r)))
+                        .map(|r| format!("  {r}")),
+                );
+                lines
             }
             _ => describe(event),
         }
@@ -349,21 +403,17 @@ fn describe_action(action: &Action) -> String {
     }
 }
 
-/// `action` with a reason that is the failed `hook`'s (as recorded on green: maybe clipped)
-/// replaced by a reference to it: the hook's line said which and how.
-fn after_hook(action: &Action, hook: &str) -> Action {
-    let is_hook = |reason: &str| match reason.strip_suffix('…') {
-        Some(clipped) => hook.starts_with(clipped),
-        None => reason == hook,
-    };
+/// `action` with a reason that is `stop`'s (maybe as recorded on green: clipped) replaced by a
+/// reference to it: the line that said it said it whole.
+fn refer_back(action: &Action, stop: &Stop) -> Action {
     let mut action = action.clone();
     match &mut action {
-        Action::RouteBack { reason, .. } if is_hook(reason) => {
-            *reason = "the hook failed".to_owned();
+        Action::RouteBack { reason, .. } | Action::RecordStop { reason, .. } if stop.is(reason) => {
+            *reason = stop.short.to_owned();
         }
         Action::FailRelease { reasons, .. } => {
-            if let Some(first) = reasons.first_mut().filter(|first| is_hook(first)) {
-                *first = "the hook failed".to_owned();
+            if let Some(first) = reasons.first_mut().filter(|first| stop.is(first)) {
+                *first = stop.short.to_owned();
             }
         }
         _ => {}
@@ -840,6 +890,73 @@ mod tests {
             [format!(
                 "{failure}: all traffic back to checkout-a (away from release v2)"
             )]
+        );
+    }
+
+    #[test]
+    fn a_stop_says_why_once_and_the_failure_says_where_traffic_is() {
+        let why = "analysis failed at step 1/2: green's 5xx rate 20.00% is over max_5xx_rate \
+                   1.00% (green 20.00% 5xx (60/300), blue 0.22% 5xx (2/900))";
+        let mut reporter = HumanReporter::new();
+        let route_back = Event::Step {
+            action: Action::RouteBack {
+                to: tg("checkout-a"),
+                from: tg("checkout-b"),
+                fleet: FleetName::new("checkout-v2"),
+                release: "v2".into(),
+                reason: why.into(),
+                write: write(all_to(&tg("checkout-a"), &tg("checkout-b"))),
+            },
+        };
+        assert_eq!(
+            reporter.lines(&route_back),
+            [format!(
+                "{why}: all traffic back to checkout-a (away from release v2)"
+            )]
+        );
+        let fail = Event::Step {
+            action: Action::FailRelease {
+                fleet: FleetName::new("checkout-v2"),
+                release: "v2".into(),
+                reasons: vec![why.into()],
+            },
+        };
+        assert_eq!(
+            reporter.lines(&fail),
+            ["stopped: scaling checkout-v2 to 0 and marking it failed"]
+        );
+        let failed = Event::ReleaseFailed {
+            release: "v2".into(),
+            reasons: vec![why.into()],
+        };
+        assert_eq!(
+            reporter.lines(&failed),
+            ["✗ release v2 failed; traffic is back on the previous release"]
+        );
+        // A stop before any traffic moved: recorded first, said once, traffic stayed.
+        let mut reporter = HumanReporter::new();
+        let alarm = "alarm checkout-5xx is in ALARM (Threshold Crossed)";
+        let record = Event::Step {
+            action: Action::RecordStop {
+                fleet: FleetName::new("checkout-v2"),
+                release: "v2".into(),
+                reason: alarm.into(),
+            },
+        };
+        assert_eq!(
+            reporter.lines(&record),
+            [format!("stopping release v2: {alarm}")]
+        );
+        let failed = Event::ReleaseFailed {
+            release: "v2".into(),
+            reasons: vec![alarm.into(), "something else".into()],
+        };
+        assert_eq!(
+            reporter.lines(&failed),
+            [
+                "✗ release v2 failed; traffic stayed on the previous release",
+                "  something else"
+            ]
         );
     }
 
