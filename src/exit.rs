@@ -47,7 +47,10 @@ pub fn code(failure: &Failure) -> u8 {
             | CloudErrorKind::InvalidRequest
             | CloudErrorKind::AccessDenied
             | CloudErrorKind::Credentials => BAD_INPUT,
-            CloudErrorKind::Conflict | CloudErrorKind::Unavailable | CloudErrorKind::Other => {
+            CloudErrorKind::Conflict
+            | CloudErrorKind::Unavailable
+            | CloudErrorKind::Unreachable
+            | CloudErrorKind::Other => {
                 INTERNAL
             }
         },

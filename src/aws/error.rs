@@ -100,7 +100,7 @@ impl Endpoint {
                 format!("timed out waiting for {endpoint}: {detail}"),
             ),
             SdkError::DispatchFailure(failure) if failure.is_io() => (
-                CloudErrorKind::Unavailable,
+                CloudErrorKind::Unreachable,
                 format!("could not reach {endpoint}: {detail}"),
             ),
             SdkError::DispatchFailure(failure) => {
@@ -468,7 +468,7 @@ mod tests {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let err: Err = SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
         let mapped = endpoint().error("DescribePolicies", err);
-        assert_eq!(mapped.kind, CloudErrorKind::Unavailable);
+        assert_eq!(mapped.kind, CloudErrorKind::Unreachable);
         assert_eq!(
             mapped.message,
             "could not reach Auto Scaling at http://127.0.0.1:9: refused"

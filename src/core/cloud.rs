@@ -45,6 +45,10 @@ pub enum CloudErrorKind {
     Conflict,
     /// Throttled, timed out, or a 5xx: worth retrying later.
     Unavailable,
+    /// The endpoint could not be reached at all (connection refused or reset, no route, DNS):
+    /// worth riding out once AWS has answered, a wrong endpoint or a dead network on first
+    /// contact.
+    Unreachable,
     Other,
 }
 
@@ -60,6 +64,14 @@ pub struct CloudError {
 }
 
 impl CloudError {
+    /// Whether trying again later may succeed.
+    pub fn transient(&self) -> bool {
+        matches!(
+            self.kind,
+            CloudErrorKind::Unavailable | CloudErrorKind::Unreachable
+        )
+    }
+
     pub fn new(kind: CloudErrorKind, operation: &str, message: impl Into<String>) -> CloudError {
         CloudError {
             kind,

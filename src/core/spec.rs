@@ -390,9 +390,9 @@ impl Spec {
         {
             return Err(ConfigError(
                 "the router is a Network Load Balancer listener: AWS health-checks a target group \
-                 only once a listener uses it, and an NLB forward takes one target group, so green \
-                 is reached through a test listener; set [test_traffic] listener_arn to another \
-                 listener of the same load balancer"
+                 only once a listener uses it, and there greenlight reaches green through a test \
+                 listener until the flip; set [test_traffic] listener_arn to another listener of \
+                 the same load balancer"
                     .into(),
             ));
         }
@@ -579,13 +579,14 @@ fn analysis(raw: &RawAnalysis) -> Result<AnalysisSpec, ConfigError> {
     })
 }
 
-/// A Network Load Balancer forward action takes one target group: no weights, no canary.
+/// Canary on a Network Load Balancer waits for its own issue (AWS has weighted NLB target groups
+/// since November 2025; greenlight uses them only to keep the previous release named after a flip).
 fn check_canary_router(router: &RouterId) -> Result<(), ConfigError> {
     if router.load_balancer_kind() == Some(LoadBalancerKind::Network) {
         return Err(ConfigError(
-            "the router is a Network Load Balancer listener, whose forward action takes one \
-             target group, so a canary cannot split traffic there; release there with blue/green \
-             (strategy = \"bluegreen\", or --strategy bluegreen)"
+            "the router is a Network Load Balancer listener, where greenlight does not run \
+             canaries; release there with blue/green (strategy = \"bluegreen\", or --strategy \
+             bluegreen)"
                 .into(),
         ));
     }

@@ -87,7 +87,7 @@ impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
         let error = loop {
             match lease.release(self.cloud).await {
                 Ok(()) => return,
-                Err(e) if e.kind == CloudErrorKind::Unavailable && tries < RELEASE_TRIES => {
+                Err(e) if e.transient() && tries < RELEASE_TRIES => {
                     self.clock.sleep(wait).await;
                     wait *= 2;
                     tries += 1;
@@ -108,7 +108,9 @@ impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
 
     /// Runs `op` (reads before any change), trying again while AWS answers with throttling,
     /// 5xx or timeouts for up to [`TRANSIENT_PATIENCE`]: nothing has changed yet, so a failure
-    /// is safe to repeat.
+    /// is safe to repeat. An endpoint that cannot be reached at all (after the SDK's own
+    /// retries) ends the command at once: before any change that is a wrong endpoint or region,
+    /// or no network, and a minute of retries would only hide it.
     pub async fn patiently<T, F, Fut>(&self, mut op: F) -> Result<T, Failure>
     where
         F: FnMut() -> Fut,

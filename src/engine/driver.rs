@@ -79,10 +79,7 @@ pub struct Driver<'a, C, K> {
 }
 
 fn transient(error: &CloudError) -> bool {
-    matches!(
-        error.kind,
-        CloudErrorKind::Unavailable | CloudErrorKind::Conflict
-    )
+    error.transient() || error.kind == CloudErrorKind::Conflict
 }
 
 /// One streak of transient failures: when it started.

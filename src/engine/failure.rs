@@ -124,7 +124,7 @@ fn cloud_message(error: &CloudError, changed: bool) -> String {
             "; AWS throttled the calls (API rate limits are shared by the account), retry in a \
              minute"
         }
-        K::Unavailable => "; check the network and AWS_ENDPOINT_URL, then retry",
+        K::Unavailable | K::Unreachable => "; check the network and AWS_ENDPOINT_URL, then retry",
         _ => "",
     };
     let resume = if changed {

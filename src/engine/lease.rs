@@ -101,7 +101,7 @@ impl Lease {
             let mut created = cloud.create_lock(&name, &record.tags(), &token).await;
             if created
                 .as_ref()
-                .is_err_and(|e| e.kind == CloudErrorKind::Unavailable)
+                .is_err_and(CloudError::transient)
             {
                 // The create may have landed with its answer lost: the same token asks again
                 // and gets the same lock back.

@@ -2197,7 +2197,7 @@ async fn adapter_against_moto() {
 }
 
 #[tokio::test]
-async fn unreachable_endpoint_is_unavailable() {
+async fn unreachable_endpoint_is_unreachable() {
     let endpoint = format!("http://{}", free_port());
     let cloud = AwsCloud::from_conf(&sdk_config(&endpoint).await);
     let listener = ListenerArn::parse(
@@ -2208,7 +2208,7 @@ async fn unreachable_endpoint_is_unavailable() {
         .router(&RouterId::Listener(listener))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, CloudErrorKind::Unavailable, "{err}");
+    assert_eq!(err.kind, CloudErrorKind::Unreachable, "{err}");
     assert_eq!(err.operation, "DescribeListeners");
     assert!(err.message.contains(&endpoint), "{err}");
     assert!(err.message.contains("refused"), "{err}");

@@ -519,20 +519,27 @@ fn cases(closed_port: u16, empty_aws_config: &Path) -> Vec<Case> {
             &[&DEPLOY[..], &["--strategy", "rolling"]].concat(),
         )
         .expect(&["rolling", "bluegreen", "canary"]),
-        config("canary on an NLB listener", move |_, text| {
+        config("canary on an NLB listener", move |s, text| {
             let text = replaced(text, "listener/app/", "listener/net/");
-            format!("strategy = \"canary\"\n{text}\n{canary_steps}\n")
+            format!(
+                "strategy = \"canary\"\n{text}\n{canary_steps}\n{}",
+                nlb_test_listener(s)
+            )
         })
         .expect(&["Network Load Balancer", "bluegreen"]),
         case(
             "--strategy canary on an NLB listener",
             &[&DEPLOY[..], &["--strategy", "canary"]].concat(),
         )
-        .edit(move |_, text| {
+        .edit(move |s, text| {
             let text = replaced(text, "listener/app/", "listener/net/");
-            format!("{text}\n{canary_steps}\n")
+            format!("{text}\n{canary_steps}\n{}", nlb_test_listener(s))
         })
         .expect(&["Network Load Balancer", "bluegreen"]),
+        config("an NLB listener without a test listener", move |_, text| {
+            replaced(text, "listener/app/", "listener/net/")
+        })
+        .expect(&["Network Load Balancer", "[test_traffic] listener_arn"]),
         // --- the router and its target groups --------------------------------------------------
         config("a target group ARN as listener_arn", |s, text| {
             replaced(text, &s.str("listener_arn"), &s.target_group(0))
@@ -1064,4 +1071,12 @@ fn expired_credentials_are_bad_input_in_one_line() {
     if let Some(mark) = mark {
         assert_eq!(s.mutations_since(mark), Vec::<String>::new());
     }
+}
+
+/// A `[test_traffic]` table naming another listener of the seeded load balancer, spelled as a
+/// Network Load Balancer's.
+fn nlb_test_listener(s: &Seeded) -> String {
+    let listener = s.str("listener_arn").replace("listener/app/", "listener/net/");
+    let (load_balancer, _) = listener.rsplit_once('/').expect("a listener ARN");
+    format!("[test_traffic]\nlistener_arn = \"{load_balancer}/0123456789abcdef\"\n")
 }
