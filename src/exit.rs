@@ -50,9 +50,7 @@ pub fn code(failure: &Failure) -> u8 {
             CloudErrorKind::Conflict
             | CloudErrorKind::Unavailable
             | CloudErrorKind::Unreachable
-            | CloudErrorKind::Other => {
-                INTERNAL
-            }
+            | CloudErrorKind::Other => INTERNAL,
         },
     }
 }

@@ -99,10 +99,7 @@ impl Lease {
             };
             let token = format!("{}-{attempt}", holder.token);
             let mut created = cloud.create_lock(&name, &record.tags(), &token).await;
-            if created
-                .as_ref()
-                .is_err_and(CloudError::transient)
-            {
+            if created.as_ref().is_err_and(CloudError::transient) {
                 // The create may have landed with its answer lost: the same token asks again
                 // and gets the same lock back.
                 created = cloud.create_lock(&name, &record.tags(), &token).await;

@@ -1076,7 +1076,9 @@ fn expired_credentials_are_bad_input_in_one_line() {
 /// A `[test_traffic]` table naming another listener of the seeded load balancer, spelled as a
 /// Network Load Balancer's.
 fn nlb_test_listener(s: &Seeded) -> String {
-    let listener = s.str("listener_arn").replace("listener/app/", "listener/net/");
+    let listener = s
+        .str("listener_arn")
+        .replace("listener/app/", "listener/net/");
     let (load_balancer, _) = listener.rsplit_once('/').expect("a listener ARN");
     format!("[test_traffic]\nlistener_arn = \"{load_balancer}/0123456789abcdef\"\n")
 }
