@@ -1284,6 +1284,50 @@ impl Cloud for FakeCloud {
                 .collect())
         })
     }
+
+    async fn tagged_fleets(
+        &self,
+        _service: Option<&crate::core::names::ServiceName>,
+    ) -> CloudResult<Vec<FleetSummary>> {
+        todo!("tagged_fleets")
+    }
+
+    async fn listeners(&self, _load_balancer_arn: &str) -> CloudResult<Vec<ListenerArn>> {
+        todo!("listeners")
+    }
+
+    async fn listener_forwards(
+        &self,
+        _listener: &ListenerArn,
+    ) -> CloudResult<Vec<crate::core::cloud::ListenerForward>> {
+        todo!("listener_forwards")
+    }
+
+    async fn deregistration_delay(
+        &self,
+        _target_group: &TargetGroupArn,
+    ) -> CloudResult<std::time::Duration> {
+        todo!("deregistration_delay")
+    }
+
+    async fn launch_template_versions(
+        &self,
+        _template_id: &str,
+    ) -> CloudResult<Vec<LaunchTemplateVersion>> {
+        todo!("launch_template_versions")
+    }
+
+    async fn delete_launch_template_versions(
+        &self,
+        _template_id: &str,
+        _versions: &[u64],
+    ) -> CloudResult<()> {
+        todo!("delete_launch_template_versions")
+    }
+
+    async fn locks(&self) -> CloudResult<Vec<crate::core::cloud::LockObject>> {
+        todo!("locks")
+    }
 }
 
 /// The sample blue fleet's configuration: every setting greenlight copies, set.

@@ -15,14 +15,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::analysis::{AlarmState, MetricWindow};
 use super::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
 use super::health::TargetHealth;
-use super::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
+use super::names::{FleetName, ImageId, ListenerArn, RuleArn, ServiceName, TargetGroupArn};
 use super::router::{Forward, RouterId, RouterState, RouterWrite};
 use super::test_traffic::{ListenerRule, RuleCondition};
 
@@ -117,6 +117,22 @@ pub struct LaunchTemplateVersion {
     pub number: u64,
     pub image_id: Option<String>,
     pub description: Option<String>,
+}
+
+/// One forward action on a listener: the default action or a rule's, with its weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerForward {
+    /// The rule's ARN, or the listener's for its default action.
+    pub owner: String,
+    pub forwards: Vec<Forward>,
+}
+
+/// A lock object found by listing (every service's, for `cleanup --all`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockObject {
+    pub name: String,
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The AWS operations greenlight uses, in its own terms.
@@ -313,4 +329,50 @@ pub trait Cloud: Send + Sync {
         start: SystemTime,
         end: SystemTime,
     ) -> impl Future<Output = CloudResult<Vec<MetricWindow>>> + Send;
+
+    /// Every fleet carrying the tag `greenlight:service` (with this value, when `service` is
+    /// given), from DescribeAutoScalingGroups filtered by tag, all pages: what `cleanup` reads
+    /// instead of a config. Fleets being deleted are included (`deleting`).
+    fn tagged_fleets(
+        &self,
+        service: Option<&ServiceName>,
+    ) -> impl Future<Output = CloudResult<Vec<FleetSummary>>> + Send;
+
+    /// The listeners of a load balancer (DescribeListeners, all pages).
+    fn listeners(
+        &self,
+        load_balancer_arn: &str,
+    ) -> impl Future<Output = CloudResult<Vec<ListenerArn>>> + Send;
+
+    /// Every forward action on `listener`: its default action and each rule's (DescribeRules,
+    /// all pages), with weights. A forward naming one target group without a ForwardConfig has
+    /// weight 1 for it.
+    fn listener_forwards(
+        &self,
+        listener: &ListenerArn,
+    ) -> impl Future<Output = CloudResult<Vec<ListenerForward>>> + Send;
+
+    /// The target group's deregistration delay (DescribeTargetGroupAttributes,
+    /// `deregistration_delay.timeout_seconds`; AWS's default is 300 s).
+    fn deregistration_delay(
+        &self,
+        target_group: &TargetGroupArn,
+    ) -> impl Future<Output = CloudResult<Duration>> + Send;
+
+    /// Every version of the launch template (DescribeLaunchTemplateVersions, all pages).
+    fn launch_template_versions(
+        &self,
+        template_id: &str,
+    ) -> impl Future<Output = CloudResult<Vec<LaunchTemplateVersion>>> + Send;
+
+    /// DeleteLaunchTemplateVersions (at most 200 a call; more are split). A version already
+    /// gone counts as deleted; one AWS refuses to delete (the default) is an error.
+    fn delete_launch_template_versions(
+        &self,
+        template_id: &str,
+        versions: &[u64],
+    ) -> impl Future<Output = CloudResult<()>> + Send;
+
+    /// Every lock object in the region (launch templates named `greenlight-lock.*`), with tags.
+    fn locks(&self) -> impl Future<Output = CloudResult<Vec<LockObject>>> + Send;
 }
