@@ -2,6 +2,7 @@
 //! Nothing here imports tokio, the AWS SDK, or touches the network, disk or clock.
 
 pub mod analysis;
+pub mod cleanup;
 pub mod cloud;
 pub mod decide;
 pub mod fleet;

@@ -13,6 +13,11 @@ use super::router::{LoadBalancerKind, RouterId, Slots};
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_KEEP_WARM: Duration = Duration::from_secs(60 * 60);
+/// How long a failed release's fleet is kept (at zero capacity, for its tags and activity
+/// history) before `cleanup` deletes it.
+pub const DEFAULT_KEEP_FAILED: Duration = Duration::from_secs(60 * 60);
+/// How many of the launch template versions greenlight made `cleanup` keeps, newest first.
+pub const DEFAULT_KEEP_RELEASES: usize = 5;
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(2 * 60);
 /// The longest duration any setting takes: a year. Bounding durations at parse time means no
 /// deadline, pause end or warm-until time can overflow later.
@@ -95,6 +100,21 @@ pub struct HealthSpec {
 pub struct RetentionSpec {
     /// How long the previous release stays at capacity after a flip.
     pub keep_warm: Duration,
+    /// How long `cleanup` keeps a failed release's fleet.
+    pub keep_failed: Duration,
+    /// How many launch template versions greenlight made `cleanup` keeps (those a fleet uses
+    /// are always kept).
+    pub keep_releases: usize,
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        RetentionSpec {
+            keep_warm: DEFAULT_KEEP_WARM,
+            keep_failed: DEFAULT_KEEP_FAILED,
+            keep_releases: DEFAULT_KEEP_RELEASES,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -197,6 +217,20 @@ struct RawHealth {
 #[serde(deny_unknown_fields)]
 struct RawRetention {
     keep_warm: Option<String>,
+    keep_failed: Option<String>,
+    keep_releases: Option<i64>,
+}
+
+/// `[retention] keep_releases`: at least 1 (the live release's version is kept anyway, but
+/// 0 reads like "keep nothing", which greenlight will not do).
+pub fn keep_releases(value: Option<i64>) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_KEEP_RELEASES),
+        Some(n) if (1..=1000).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ConfigError(format!(
+            "[retention] keep_releases = {n} is out of range; use a number from 1 to 1000"
+        ))),
+    }
 }
 
 fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
@@ -429,6 +463,12 @@ impl Spec {
                     raw.retention.keep_warm.as_deref(),
                     DEFAULT_KEEP_WARM,
                 )?,
+                keep_failed: duration(
+                    "[retention] keep_failed",
+                    raw.retention.keep_failed.as_deref(),
+                    DEFAULT_KEEP_FAILED,
+                )?,
+                keep_releases: keep_releases(raw.retention.keep_releases)?,
             },
         })
     }

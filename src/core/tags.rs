@@ -25,6 +25,10 @@
 //! | `greenlight:rolled-back-at` | on a previous release: when a rollback moved traffic away from it |
 //! | `greenlight:hooks-done` | the hook stages that ran and passed, e.g. `pre_traffic,after_step:1` |
 //! | `greenlight:verdict` | the last analysis verdict, with its numbers |
+//! | `greenlight:router` | the listener or rule ARN the service's traffic goes through, so `cleanup --all` can re-check traffic without a config |
+//! | `greenlight:slot-a`, `greenlight:slot-b` | the service's two target group ARNs, for the same reason |
+//! | `greenlight:unrouted-at` | RFC 3339 time the fleet stopped taking traffic (it went warm, or its release failed) |
+//! | `greenlight:retiring-at` | RFC 3339 time `cleanup` scaled the fleet to zero to delete it |
 //!
 //! Readers ignore keys they do not know, so later versions may add keys without a bump; a
 //! change of meaning bumps the schema and readers refuse a newer schema than they know.
@@ -35,8 +39,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::names::{ReleaseName, ServiceName};
+use super::names::{ListenerArn, ReleaseName, RuleArn, ServiceName, TargetGroupArn};
 use super::plan::{Plan, StepNumber};
+use super::router::{RouterId, Slot, Slots};
 
 pub const PREFIX: &str = "greenlight:";
 pub const SCHEMA: &str = "greenlight:schema";
@@ -59,6 +64,11 @@ pub const ABORT: &str = "greenlight:abort";
 pub const ROLLED_BACK_AT: &str = "greenlight:rolled-back-at";
 pub const HOOKS_DONE: &str = "greenlight:hooks-done";
 pub const VERDICT: &str = "greenlight:verdict";
+pub const ROUTER: &str = "greenlight:router";
+pub const SLOT_A: &str = "greenlight:slot-a";
+pub const SLOT_B: &str = "greenlight:slot-b";
+pub const UNROUTED_AT: &str = "greenlight:unrouted-at";
+pub const RETIRING_AT: &str = "greenlight:retiring-at";
 
 /// The request tags and progress tags a release carries only while it is in progress.
 pub const IN_PROGRESS: [&str; 6] = [STEP, STEP_AT, PROMOTED, ABORT, HEALTH_DEADLINE, HOOKS_DONE];
@@ -144,6 +154,10 @@ pub struct ReleaseTags {
     pub rolled_back_at: Option<SystemTime>,
     pub hooks_done: Option<String>,
     pub verdict: Option<String>,
+    pub created_at: Option<SystemTime>,
+    pub live_at: Option<SystemTime>,
+    pub unrouted_at: Option<SystemTime>,
+    pub retiring_at: Option<SystemTime>,
 }
 
 /// What `promote` asked for.
@@ -217,6 +231,10 @@ impl ReleaseTags {
             rolled_back_at: time(tags, ROLLED_BACK_AT),
             hooks_done: get(HOOKS_DONE),
             verdict: get(VERDICT),
+            created_at: time(tags, CREATED_AT),
+            live_at: time(tags, LIVE_AT),
+            unrouted_at: time(tags, UNROUTED_AT),
+            retiring_at: time(tags, RETIRING_AT),
         }
     }
 
@@ -224,6 +242,33 @@ impl ReleaseTags {
     pub fn managed_for(&self, service: &ServiceName) -> bool {
         self.service.as_deref() == Some(service.as_str())
     }
+}
+
+/// The tags that name where a service's traffic goes: written on every fleet greenlight
+/// creates or marks, so `cleanup --all` can find the router of a service from its fleets alone.
+pub fn routing(router: &RouterId, slots: &Slots) -> Vec<(String, String)> {
+    let router = match router {
+        RouterId::Listener(arn) => arn.to_string(),
+        RouterId::Rule(arn) => arn.to_string(),
+    };
+    vec![
+        (ROUTER.to_owned(), router),
+        (SLOT_A.to_owned(), slots.get(Slot::A).to_string()),
+        (SLOT_B.to_owned(), slots.get(Slot::B).to_string()),
+    ]
+}
+
+/// The router and slots a fleet's tags name, when all three are there and parse.
+pub fn read_routing(tags: &BTreeMap<String, String>) -> Option<(RouterId, Slots)> {
+    let router = tags.get(ROUTER)?;
+    let router = if router.contains(":listener-rule/") {
+        RouterId::Rule(RuleArn::parse(router).ok()?)
+    } else {
+        RouterId::Listener(ListenerArn::parse(router).ok()?)
+    };
+    let a = TargetGroupArn::parse(tags.get(SLOT_A)?).ok()?;
+    let b = TargetGroupArn::parse(tags.get(SLOT_B)?).ok()?;
+    Some((router, Slots::new(a, b)?))
 }
 
 /// RFC 3339 to the second, as tags store times.

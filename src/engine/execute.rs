@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
 use crate::core::decide::{Action, Green, HookContext, Launch};
-use crate::core::fleet::{Capacity, FleetConfig};
+use crate::core::fleet::{Capacity, FleetConfig, FleetTag};
 use crate::core::hooks::HookStage;
 use crate::core::names::{FleetName, ReleaseName};
 use crate::core::plan::{Plan, StepNumber};
@@ -222,6 +222,10 @@ pub async fn apply<C: Cloud>(
             .chain(tags::IN_PROGRESS.iter())
             .map(|k| (*k).to_owned())
             .collect();
+            let gone: Vec<String> = gone
+                .into_iter()
+                .chain([tags::UNROUTED_AT.to_owned(), tags::RETIRING_AT.to_owned()])
+                .collect();
             cloud.untag_fleet(fleet, &gone).await.map_err(cloud_err)?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
@@ -229,6 +233,10 @@ pub async fn apply<C: Cloud>(
                 (tags::RELEASE.to_owned(), release.clone()),
                 (tags::LIVE_AT.to_owned(), tags::timestamp(now)),
             ];
+            let extra: Vec<_> = extra
+                .into_iter()
+                .chain(tags::routing(&spec.router, &spec.slots))
+                .collect();
             set_phase(cloud, fleet, Phase::Live, &extra).await?;
         }
         Action::MarkWarm {
@@ -252,7 +260,9 @@ pub async fn apply<C: Cloud>(
                 (tags::SERVICE.to_owned(), spec.service.to_string()),
                 (tags::RELEASE.to_owned(), release.clone()),
                 (tags::WARM_UNTIL.to_owned(), tags::timestamp(*until)),
+                (tags::UNROUTED_AT.to_owned(), tags::timestamp(now)),
             ];
+            extra.extend(tags::routing(&spec.router, &spec.slots));
             if *rolled_back {
                 extra.push((tags::ROLLED_BACK_AT.to_owned(), tags::timestamp(now)));
             }
@@ -272,7 +282,11 @@ pub async fn apply<C: Cloud>(
                 )
                 .await
                 .map_err(cloud_err)?;
-            let failure = [(tags::FAILURE.to_owned(), tags::clip(&reasons.join("; ")))];
+            let mut failure = vec![
+                (tags::FAILURE.to_owned(), tags::clip(&reasons.join("; "))),
+                (tags::UNROUTED_AT.to_owned(), tags::timestamp(now)),
+            ];
+            failure.extend(tags::routing(&spec.router, &spec.slots));
             set_phase(cloud, fleet, Phase::Failed, &failure).await?;
         }
     }
@@ -587,7 +601,7 @@ fn build_twin(
         Launch::Image(image) => Some(image.as_str()),
         Launch::Version(_) => None,
     };
-    Ok(twin(
+    let mut twin = twin(
         live,
         &TwinPlan {
             service: &spec.service,
@@ -602,5 +616,17 @@ fn build_twin(
             health_deadline: green.health_deadline,
             now,
         },
-    )?)
+    )?;
+    twin.config
+        .tags
+        .extend(
+            tags::routing(&spec.router, &spec.slots)
+                .into_iter()
+                .map(|(key, value)| FleetTag {
+                    key,
+                    value,
+                    propagate_at_launch: false,
+                }),
+        );
+    Ok(twin)
 }
