@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
 use crate::core::lock::{self, Contention, Holder, LockRecord, contention, lock_name, renew_due};
+use crate::core::names::ServiceName;
 use crate::core::spec::Spec;
 use crate::core::tags::timestamp;
 
@@ -86,12 +87,24 @@ impl Lease {
         now: SystemTime,
         alive: impl Fn(u32) -> bool,
     ) -> Result<Lease, Failure> {
-        let name = lock_name(&spec.service);
-        let ttl = spec.lock.ttl;
+        Lease::acquire_for(cloud, &spec.service, spec.lock.ttl, command, holder, now, alive).await
+    }
+
+    /// [`Lease::acquire`] for a service known by name only (`cleanup --all` has no config).
+    pub async fn acquire_for<C: Cloud>(
+        cloud: &C,
+        service: &ServiceName,
+        ttl: Duration,
+        command: &str,
+        holder: &Holder,
+        now: SystemTime,
+        alive: impl Fn(u32) -> bool,
+    ) -> Result<Lease, Failure> {
+        let name = lock_name(service);
         for attempt in 0..ACQUIRE_ATTEMPTS {
             let mut record = LockRecord {
                 id: String::new(),
-                service: spec.service.to_string(),
+                service: service.to_string(),
                 holder: holder.clone(),
                 command: command.to_owned(),
                 acquired_at: now,
@@ -130,7 +143,7 @@ impl Lease {
                 return Err(Failure::Busy(format!(
                     "service {} is locked by {name} ({id}), whose tags greenlight cannot read; \
                      if no greenlight is running, remove it with `greenlight unlock --force`",
-                    spec.service
+                    service
                 )));
             };
             if existing.holder.token == holder.token {
@@ -156,7 +169,7 @@ impl Lease {
         Err(Failure::Busy(format!(
             "service {}'s lock changed hands {ACQUIRE_ATTEMPTS} times while greenlight tried to \
              take it; retry",
-            spec.service
+            service
         )))
     }
 

@@ -3,6 +3,7 @@
 
 pub mod abort;
 pub mod backoff;
+pub mod cleanup;
 pub mod clock;
 pub mod context;
 pub mod deploy;
