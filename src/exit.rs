@@ -38,6 +38,12 @@ pub fn code(failure: &Failure) -> u8 {
         Failure::Busy(_) | Failure::Locked(_) => BUSY,
         Failure::NeedsAttention(_) => NEEDS_ATTENTION,
         Failure::Interrupted { signal, .. } => signal.exit_code(),
+        // The most telling code among them: 1 (unexpected) only when nothing says more.
+        Failure::CleanupFailed(failures) => failures
+            .iter()
+            .map(|f| f.exit_code)
+            .max_by_key(|code| if *code == INTERNAL { 0 } else { *code })
+            .unwrap_or(INTERNAL),
         Failure::Cloud { changed: true, .. } => NEEDS_ATTENTION,
         Failure::Cloud {
             error,

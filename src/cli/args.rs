@@ -114,6 +114,38 @@ pub enum Command {
     /// Check the config and the AWS resources it names, changing nothing.
     #[command(after_help = crate::exit::HELP)]
     Validate,
+    /// Retire what is no longer needed: warm fleets past warm-until, failed ones past
+    /// keep_failed, leftover test rules and locks, old launch template versions. Never a
+    /// fleet that takes traffic, one greenlight did not create, or another service's.
+    #[command(
+        group(ArgGroup::new("scope").args(["all", "service"])),
+        after_help = crate::exit::HELP,
+    )]
+    Cleanup {
+        /// Print what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Every greenlight service in the region, found from fleet tags (no config needed).
+        #[arg(long)]
+        all: bool,
+        /// One service by name, found from fleet tags (no config needed).
+        #[arg(long)]
+        service: Option<String>,
+        /// How long to wait for retiring fleets to drain; what is left is finished by the next run.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+        /// Launch template versions greenlight made to keep, newest first (default: the
+        /// config's [retention] keep_releases, else 5).
+        #[arg(long)]
+        keep_releases: Option<i64>,
+        /// How long a failed release's fleet is kept (default: the config's [retention]
+        /// keep_failed, else 1h).
+        #[arg(long)]
+        keep_failed: Option<String>,
+        /// Services cleaned at once with --all.
+        #[arg(long, default_value_t = crate::engine::cleanup::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+    },
     /// Remove the service's lock, whoever holds it (for a runner that is gone).
     #[command(after_help = crate::exit::HELP)]
     Unlock {
@@ -133,6 +165,7 @@ impl Command {
             Command::Rollback { .. } => "rollback",
             Command::Status => "status",
             Command::Validate => "validate",
+            Command::Cleanup { .. } => "cleanup",
             Command::Unlock { .. } => "unlock",
         }
     }

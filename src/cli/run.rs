@@ -10,7 +10,12 @@ use crate::aws::AwsCloud;
 use crate::core::decide::{DeployRequest, Launch};
 use crate::core::lock::Holder;
 use crate::core::names::{ImageId, ReleaseName};
-use crate::core::spec::{ConfigError, Spec};
+use crate::core::cleanup::CleanupPolicy;
+use crate::core::names::ServiceName;
+use crate::core::spec::{self, ConfigError, Spec, parse_duration};
+use crate::engine::cleanup::{self, CleanupOptions, Outcome, Runner, Scope};
+use crate::engine::failure::ServiceFailure;
+use crate::output::cleanup::{CleanupPrinter, print_summary};
 use crate::engine::clock::{Clock as _, SystemClock};
 use crate::engine::context::Context;
 use crate::engine::deploy::DeployOptions;
@@ -228,7 +233,17 @@ fn watch_signals(stop: Stop, format: Format) {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Cleanup {
+        all, service: name, ..
+    } = &cli.command
+        && (*all || name.is_some())
+    {
+        return run_cleanup(&cli, None).await;
+    }
     let spec = load_spec(&cli)?;
+    if let Command::Cleanup { .. } = &cli.command {
+        return run_cleanup(&cli, Some(spec)).await;
+    }
     // Everything that can be checked offline is checked before the first AWS call.
     let request = deploy_request(&spec, &cli.command)?;
     let region = cli.region.as_deref().or(spec.region.as_deref());
@@ -282,6 +297,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Format::Json => json::print_line(&validation),
             }
         }
+        Command::Cleanup { .. } => unreachable!("handled above"),
         Command::Unlock { .. } => {
             let removed = force_unlock(&cloud, &spec).await?;
             match cli.output {
@@ -294,6 +310,114 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `greenlight cleanup`: one service from its config (`spec`), or by name or all of them from
+/// tags alone.
+async fn run_cleanup(cli: &Cli, spec: Option<Spec>) -> Result<(), Failure> {
+    let Command::Cleanup {
+        dry_run,
+        all,
+        service,
+        timeout,
+        keep_releases,
+        keep_failed,
+        concurrency,
+    } = &cli.command
+    else {
+        unreachable!("called for cleanup only");
+    };
+    // Everything that can be checked offline is checked before the first AWS call.
+    let timeout = parse_duration("--timeout", timeout).map_err(Failure::Config)?;
+    let retention = spec
+        .as_ref()
+        .map(|s| s.retention.clone())
+        .unwrap_or_default();
+    let policy = CleanupPolicy {
+        keep_failed: match keep_failed {
+            Some(value) => parse_duration("--keep-failed", value).map_err(Failure::Config)?,
+            None => retention.keep_failed,
+        },
+        keep_releases: match keep_releases {
+            Some(n) => spec::keep_releases(Some(*n))
+                .map_err(|e| Failure::BadInput(e.0.replace("[retention] keep_releases", "--keep-releases")))?,
+            None => retention.keep_releases,
+        },
+    };
+    if *concurrency == 0 || *concurrency > 64 {
+        return Err(Failure::BadInput(format!(
+            "--concurrency {concurrency} is out of range; use 1 to 64"
+        )));
+    }
+    let scope = match (&spec, service) {
+        (Some(spec), _) => Scope::Config(Box::new(spec.clone())),
+        (None, Some(name)) => {
+            Scope::Named(ServiceName::parse(name).map_err(|e| Failure::BadInput(e.0))?)
+        }
+        (None, None) => {
+            debug_assert!(*all);
+            Scope::All
+        }
+    };
+    let region = cli
+        .region
+        .as_deref()
+        .or(spec.as_ref().and_then(|s| s.region.as_deref()));
+    let mut cloud = AwsCloud::connect(region, cli.profile.as_deref()).await;
+    if let Some(spec) = &spec {
+        if cloud.region().is_none() {
+            cloud = AwsCloud::connect(spec.arn_region(), cli.profile.as_deref()).await;
+        }
+        check_region(spec, cloud.region())?;
+    } else if cloud.region().is_none() {
+        return Err(Failure::BadInput(
+            "no AWS region: pass --region, or set AWS_REGION or a profile region".into(),
+        ));
+    }
+    let stop = Stop::new();
+    watch_signals(stop.clone(), cli.output);
+    let holder = holder_from_env();
+    let runner = Runner {
+        cloud: &cloud,
+        clock: &SystemClock,
+        holder: &holder,
+        alive: pid_alive,
+        stop: &stop,
+    };
+    let options = CleanupOptions {
+        dry_run: *dry_run,
+        policy,
+        deadline: SystemClock.now() + timeout,
+        concurrency: *concurrency,
+    };
+    let printer = CleanupPrinter::new(cli.output);
+    let report = cleanup::cleanup(&runner, &scope, &options, &printer).await?;
+    print_summary(&report, cli.output);
+    let single = !matches!(scope, Scope::All);
+    let failures: Vec<ServiceFailure> = report
+        .services
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Failed { exit_code, message } => Some(ServiceFailure {
+                service: s.service.clone(),
+                exit_code: *exit_code,
+                message: message.clone(),
+            }),
+            Outcome::Locked { holder } if single => Some(ServiceFailure {
+                service: s.service.clone(),
+                exit_code: exit::BUSY,
+                message: format!(
+                    "locked by {holder}; cleanup runs when it is done, or if that run is gone,                      `greenlight unlock --force`"
+                ),
+            }),
+            _ => None,
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::CleanupFailed(failures))
+    }
 }
 
 /// Calls in one region for resources of another fail with "not found"; say what is wrong instead.

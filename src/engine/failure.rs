@@ -39,6 +39,10 @@ pub enum Failure {
     /// decides between "fix the input" and "fix it, then re-run to resume".
     #[error("{}", cloud_message(error, *changed))]
     Cloud { error: CloudError, changed: bool },
+    /// `cleanup` failed for some services (each with the exit code it would have had alone);
+    /// the others' results stand.
+    #[error("{}", cleanup_failed(.0))]
+    CleanupFailed(Vec<ServiceFailure>),
     /// A signal asked the run to stop; it stopped at a safe point between two steps.
     #[error("stopped by {signal} at a safe point; {state}; {resume}")]
     Interrupted {
@@ -48,6 +52,22 @@ pub enum Failure {
         /// The command that carries on from here.
         resume: String,
     },
+}
+
+/// One service's failure within a `cleanup` of several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFailure {
+    pub service: String,
+    pub exit_code: u8,
+    pub message: String,
+}
+
+fn cleanup_failed(failures: &[ServiceFailure]) -> String {
+    let each: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.service, f.message))
+        .collect();
+    format!("cleanup failed for {}", each.join("; "))
 }
 
 fn release_failed(release: &str, reasons: &[String]) -> String {

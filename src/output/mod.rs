@@ -1,5 +1,6 @@
 //! How results reach people (aligned text, progress lines) and machines (JSON).
 
+pub mod cleanup;
 pub mod human;
 pub mod json;
 
