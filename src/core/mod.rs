@@ -3,6 +3,8 @@
 
 pub mod analysis;
 pub mod cleanup;
+#[cfg(test)]
+mod cleanup_tests;
 pub mod cloud;
 pub mod decide;
 pub mod fleet;
