@@ -7,24 +7,24 @@ use clap::Parser;
 
 use super::args::{Cli, Command};
 use crate::aws::AwsCloud;
+use crate::core::cleanup::CleanupPolicy;
 use crate::core::decide::{DeployRequest, Launch};
 use crate::core::lock::Holder;
-use crate::core::names::{ImageId, ReleaseName};
-use crate::core::cleanup::CleanupPolicy;
 use crate::core::names::ServiceName;
+use crate::core::names::{ImageId, ReleaseName};
 use crate::core::spec::{self, ConfigError, Spec, parse_duration};
 use crate::engine::cleanup::{self, CleanupOptions, Outcome, Runner, Scope};
-use crate::engine::failure::ServiceFailure;
-use crate::output::cleanup::{CleanupPrinter, print_summary};
 use crate::engine::clock::{Clock as _, SystemClock};
 use crate::engine::context::Context;
 use crate::engine::deploy::DeployOptions;
 use crate::engine::events::Event;
 use crate::engine::failure::Failure;
+use crate::engine::failure::ServiceFailure;
 use crate::engine::lease::{force_unlock, holder_from_env, pid_alive};
 use crate::engine::stop::{Signal, Stop};
 use crate::engine::{abort, deploy, promote, rollback, status, validate};
 use crate::exit;
+use crate::output::cleanup::{CleanupPrinter, print_summary};
 use crate::output::{Format, human, json, reporter};
 
 pub fn main() -> ExitCode {
@@ -339,8 +339,9 @@ async fn run_cleanup(cli: &Cli, spec: Option<Spec>) -> Result<(), Failure> {
             None => retention.keep_failed,
         },
         keep_releases: match keep_releases {
-            Some(n) => spec::keep_releases(Some(*n))
-                .map_err(|e| Failure::BadInput(e.0.replace("[retention] keep_releases", "--keep-releases")))?,
+            Some(n) => spec::keep_releases(Some(*n)).map_err(|e| {
+                Failure::BadInput(e.0.replace("[retention] keep_releases", "--keep-releases"))
+            })?,
             None => retention.keep_releases,
         },
     };

@@ -67,10 +67,15 @@ pub enum Outcome {
     /// Some of it is still draining at the deadline; the next run finishes it.
     Pending,
     /// Another runner holds the service's lock: skipped.
-    Locked { holder: String },
+    Locked {
+        holder: String,
+    },
     /// The service's fleets do not name their router (made by an older greenlight): skipped.
     NoRouter,
-    Failed { exit_code: u8, message: String },
+    Failed {
+        exit_code: u8,
+        message: String,
+    },
 }
 
 /// What cleanup did, or would do, for one service.
@@ -488,9 +493,11 @@ async fn pass<C: Cloud, K: Clock>(
     let mut acted = false;
     loop {
         let now = runner.clock.now();
-        let view = patiently(runner, || observe(runner.cloud, routing, single, options, now))
-            .await
-            .map_err(Failure::cloud(acted))?;
+        let view = patiently(runner, || {
+            observe(runner.cloud, routing, single, options, now)
+        })
+        .await
+        .map_err(Failure::cloud(acted))?;
         let items = plan_cleanup(routing, &view, &options.policy, now);
         for item in &items {
             let key = serde_json::to_string(&item.subject).unwrap_or_default();
@@ -557,7 +564,11 @@ async fn pass<C: Cloud, K: Clock>(
         let now = runner.clock.now();
         let next = waits
             .iter()
-            .map(|until| until.unwrap_or(now + POLL).max(now + Duration::from_millis(200)))
+            .map(|until| {
+                until
+                    .unwrap_or(now + POLL)
+                    .max(now + Duration::from_millis(200))
+            })
             .min()
             .unwrap_or(now + POLL)
             .min(now + POLL.max(Duration::from_secs(30)));
@@ -699,7 +710,9 @@ async fn templates<C: Cloud>(
         match cloud.fleet_config(&fleet.name).await {
             Ok(config) => {
                 if let Some(t) = config.launch.template() {
-                    used.entry(t.id.clone()).or_default().insert(t.version.clone());
+                    used.entry(t.id.clone())
+                        .or_default()
+                        .insert(t.version.clone());
                 }
             }
             Err(e) if e.kind == CloudErrorKind::NotFound => {}
@@ -756,9 +769,7 @@ async fn apply<C: Cloud>(
         };
         let target_groups: BTreeSet<TargetGroupArn> =
             summary.target_groups.iter().cloned().collect();
-        let forwards = all_forwards(cloud, &target_groups)
-            .await
-            .map_err(changed)?;
+        let forwards = all_forwards(cloud, &target_groups).await.map_err(changed)?;
         if let Some((tg, owner, weight)) = routed(&forwards, &summary.target_groups) {
             return Err(Failure::NeedsAttention(format!(
                 "fleet {fleet} of service {} was about to be retired, but target group {} now \
@@ -773,10 +784,7 @@ async fn apply<C: Cloud>(
             cloud
                 .tag_fleet(
                     fleet,
-                    &[(
-                        tags::RETIRING_AT.to_owned(),
-                        tags::timestamp(now),
-                    )],
+                    &[(tags::RETIRING_AT.to_owned(), tags::timestamp(now))],
                 )
                 .await
                 .map_err(changed)?;
@@ -785,13 +793,11 @@ async fn apply<C: Cloud>(
                 .await
                 .map_err(changed)?;
         }
-        CleanupAction::DeleteFleet { fleet, .. } => {
-            match cloud.delete_fleet(fleet).await {
-                Ok(()) => {}
-                Err(e) if e.kind == CloudErrorKind::NotFound => {}
-                Err(e) => return Err(changed(e)),
-            }
-        }
+        CleanupAction::DeleteFleet { fleet, .. } => match cloud.delete_fleet(fleet).await {
+            Ok(()) => {}
+            Err(e) if e.kind == CloudErrorKind::NotFound => {}
+            Err(e) => return Err(changed(e)),
+        },
         CleanupAction::DeleteRule { rule, .. } => {
             cloud.delete_rule(rule).await.map_err(changed)?;
         }

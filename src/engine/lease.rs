@@ -87,7 +87,16 @@ impl Lease {
         now: SystemTime,
         alive: impl Fn(u32) -> bool,
     ) -> Result<Lease, Failure> {
-        Lease::acquire_for(cloud, &spec.service, spec.lock.ttl, command, holder, now, alive).await
+        Lease::acquire_for(
+            cloud,
+            &spec.service,
+            spec.lock.ttl,
+            command,
+            holder,
+            now,
+            alive,
+        )
+        .await
     }
 
     /// [`Lease::acquire`] for a service known by name only (`cleanup --all` has no config).

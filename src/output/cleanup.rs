@@ -165,7 +165,9 @@ pub fn print_summary(report: &CleanupReport, format: Format) {
             let pending = count(&|o| matches!(o, Outcome::Pending));
             let mut line = format!("cleanup: {} services", report.services.len());
             if report.dry_run {
-                line.push_str(&format!(", {planned} actions planned (dry run: nothing changed)"));
+                line.push_str(&format!(
+                    ", {planned} actions planned (dry run: nothing changed)"
+                ));
             } else {
                 line.push_str(&format!(", {applied} actions applied"));
             }
