@@ -27,7 +27,7 @@ Call `install()` once, before the first request. `STATE.reset()` forgets everyth
 
 from __future__ import annotations
 
-from . import autoscaling, cloudwatch, cloudwatch_cbor, elbv2, launch_templates
+from . import autoscaling, cleanup, cloudwatch, cloudwatch_cbor, elbv2, launch_templates
 from .state import STATE
 
 __all__ = ["STATE", "cloudwatch_cbor", "install"]
@@ -50,6 +50,7 @@ def install(report_not_in_use: bool = False) -> None:
     autoscaling.patch_autoscaling_api()
     launch_templates.patch_launch_templates()
     launch_templates.patch_launch_template_tags()
+    cleanup.patch_cleanup()  # versions by number, DeleteLaunchTemplateVersions, NextToken
     launch_templates.patch_client_tokens()  # last: it must wrap the other launch-template patches
     cloudwatch.patch_describe_alarms()
     cloudwatch.patch_get_metric_data()

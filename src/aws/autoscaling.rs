@@ -6,13 +6,14 @@ use std::time::SystemTime;
 
 use aws_config::SdkConfig;
 use aws_sdk_autoscaling::Client;
-use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, Tag};
 
 use super::ec2::Ec2;
 use super::error::Endpoint;
 use crate::core::cloud::{CloudError, CloudErrorKind, CloudResult};
 use crate::core::fleet::{Capacity, FleetConfig, FleetSummary};
-use crate::core::names::{FleetName, TargetGroupArn};
+use crate::core::names::{FleetName, ServiceName, TargetGroupArn};
+use crate::core::tags;
 
 const DESCRIBE_AUTO_SCALING_GROUPS: &str = "DescribeAutoScalingGroups";
 const DESCRIBE_LIFECYCLE_HOOKS: &str = "DescribeLifecycleHooks";
@@ -72,6 +73,43 @@ impl AutoScaling {
                     .iter()
                     .any(|arn| target_groups.iter().any(|t| t.as_str() == arn));
                 if attached {
+                    fleets.push(convert::summary(group)?);
+                }
+            }
+        }
+        Ok(fleets)
+    }
+
+    /// Every group tagged `greenlight:service` (with `service` as its value, when given): the
+    /// filter is applied by Auto Scaling, every page is read, and the tag is checked again here
+    /// so a filter an endpoint ignores cannot bring in another service's groups.
+    pub(crate) async fn tagged_fleets(
+        &self,
+        service: Option<&ServiceName>,
+    ) -> CloudResult<Vec<FleetSummary>> {
+        let filter = match service {
+            Some(service) => Filter::builder()
+                .name(format!("tag:{}", tags::SERVICE))
+                .values(service.as_str()),
+            None => Filter::builder().name("tag-key").values(tags::SERVICE),
+        }
+        .build();
+        let mut pages = self
+            .client
+            .describe_auto_scaling_groups()
+            .filters(filter)
+            .max_records(MAX_RECORDS)
+            .into_paginator()
+            .send();
+        let mut fleets = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(self.endpoint.on(DESCRIBE_AUTO_SCALING_GROUPS))?;
+            for group in page.auto_scaling_groups() {
+                let tagged = group.tags().iter().any(|t| {
+                    t.key() == Some(tags::SERVICE)
+                        && service.is_none_or(|s| t.value() == Some(s.as_str()))
+                });
+                if tagged {
                     fleets.push(convert::summary(group)?);
                 }
             }

@@ -5,13 +5,17 @@ use aws_sdk_ec2::Client;
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
-    ImageState, LaunchTemplate, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData,
+    DeleteLaunchTemplateVersionsResponseErrorItem, Filter, ImageState, LaunchTemplate,
+    LaunchTemplateErrorCode, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData,
     ResourceType, Tag, TagSpecification,
 };
 
 use super::error::{Endpoint, missing};
-use crate::core::cloud::{CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion};
+use crate::core::cloud::{
+    CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion, LockObject,
+};
 use crate::core::fleet::LaunchTemplateRef;
+use crate::core::lock::NAME_PREFIX;
 use crate::core::names::ImageId;
 
 const DESCRIBE_IMAGES: &str = "DescribeImages";
@@ -20,10 +24,15 @@ const DESCRIBE_LAUNCH_TEMPLATE_VERSIONS: &str = "DescribeLaunchTemplateVersions"
 const CREATE_LAUNCH_TEMPLATE_VERSION: &str = "CreateLaunchTemplateVersion";
 const CREATE_LAUNCH_TEMPLATE: &str = "CreateLaunchTemplate";
 const DELETE_LAUNCH_TEMPLATE: &str = "DeleteLaunchTemplate";
+const DELETE_LAUNCH_TEMPLATE_VERSIONS: &str = "DeleteLaunchTemplateVersions";
 const CREATE_TAGS: &str = "CreateTags";
 
 /// The most versions DescribeLaunchTemplateVersions returns per page.
 const MAX_RESULTS: i32 = 200;
+/// The most templates DescribeLaunchTemplates returns per page.
+const MAX_TEMPLATES: i32 = 200;
+/// The most versions one DeleteLaunchTemplateVersions call takes.
+const VERSIONS_PER_DELETE: usize = 200;
 
 pub(crate) struct Ec2 {
     client: Client,
@@ -184,6 +193,168 @@ impl Ec2 {
     }
 }
 
+/// What `cleanup` reads and deletes: every version of a template, and every lock object.
+impl Ec2 {
+    pub(crate) async fn launch_template_versions(
+        &self,
+        template_id: &str,
+    ) -> CloudResult<Vec<LaunchTemplateVersion>> {
+        let op = DESCRIBE_LAUNCH_TEMPLATE_VERSIONS;
+        let mut pages = self
+            .client
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .max_results(MAX_RESULTS)
+            .into_paginator()
+            .send();
+        let mut versions = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(self.endpoint.on(op))?;
+            for v in page.launch_template_versions() {
+                versions.push(version(op, v)?);
+            }
+        }
+        Ok(versions)
+    }
+
+    /// DeleteLaunchTemplateVersions in calls of at most [`VERSIONS_PER_DELETE`]. EC2 answers a
+    /// version it would not delete in the response rather than as an error: one that is gone
+    /// (or whose template is) counts as deleted; any other (the default version) is an error,
+    /// after every call has been made, naming each version and EC2's code.
+    pub(crate) async fn delete_launch_template_versions(
+        &self,
+        template_id: &str,
+        versions: &[u64],
+    ) -> CloudResult<()> {
+        let op = DELETE_LAUNCH_TEMPLATE_VERSIONS;
+        let mut refused = Vec::new();
+        for chunk in versions.chunks(VERSIONS_PER_DELETE) {
+            let out = self
+                .client
+                .delete_launch_template_versions()
+                .launch_template_id(template_id)
+                .set_versions(Some(chunk.iter().map(u64::to_string).collect()))
+                .send()
+                .await
+                .map_err(self.endpoint.on(op));
+            match out {
+                Ok(out) => refused.extend(
+                    out.unsuccessfully_deleted_launch_template_versions()
+                        .iter()
+                        .filter(|item| !already_gone(item))
+                        .cloned(),
+                ),
+                // The template is gone, and every version with it.
+                Err(e) if e.kind == CloudErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        match refusal(op, template_id, &refused) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Every launch template named `greenlight-lock.*`, with its tags: the name filter is
+    /// applied by EC2, every page is read, and the prefix is checked again here.
+    pub(crate) async fn locks(&self) -> CloudResult<Vec<LockObject>> {
+        let op = DESCRIBE_LAUNCH_TEMPLATES;
+        let mut pages = self
+            .client
+            .describe_launch_templates()
+            .filters(
+                Filter::builder()
+                    .name("launch-template-name")
+                    .values(format!("{NAME_PREFIX}*"))
+                    .build(),
+            )
+            .max_results(MAX_TEMPLATES)
+            .into_paginator()
+            .send();
+        let mut locks = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(self.endpoint.on(op))?;
+            for template in page.launch_templates() {
+                let name = template
+                    .launch_template_name()
+                    .ok_or_else(|| missing(op, "a launch template", "LaunchTemplateName"))?;
+                if !name.starts_with(NAME_PREFIX) {
+                    continue;
+                }
+                let id = template
+                    .launch_template_id()
+                    .ok_or_else(|| missing(op, "a launch template", "LaunchTemplateId"))?;
+                locks.push(LockObject {
+                    name: name.to_owned(),
+                    id: id.to_owned(),
+                    tags: template_tags(template),
+                });
+            }
+        }
+        Ok(locks)
+    }
+}
+
+/// Whether EC2 refused to delete a version because it (or its template) no longer exists.
+fn already_gone(item: &DeleteLaunchTemplateVersionsResponseErrorItem) -> bool {
+    matches!(
+        item.response_error().and_then(|e| e.code()),
+        Some(
+            LaunchTemplateErrorCode::LaunchTemplateVersionDoesNotExist
+                | LaunchTemplateErrorCode::LaunchTemplateIdDoesNotExist
+        )
+    )
+}
+
+/// The error for versions EC2 would not delete, naming each with EC2's code and message.
+fn refusal(
+    operation: &str,
+    template_id: &str,
+    refused: &[DeleteLaunchTemplateVersionsResponseErrorItem],
+) -> Option<CloudError> {
+    let first = refused.first()?;
+    let code = |item: &DeleteLaunchTemplateVersionsResponseErrorItem| {
+        item.response_error()
+            .and_then(|e| e.code())
+            .map_or("unknown", |c| c.as_str())
+            .to_owned()
+    };
+    let parts: Vec<String> = refused
+        .iter()
+        .map(|item| {
+            let version = item
+                .version_number()
+                .map_or_else(|| "?".to_owned(), |n| n.to_string());
+            let mut part = format!("version {version} ({}", code(item));
+            if let Some(message) = item.response_error().and_then(|e| e.message()) {
+                part.push_str(": ");
+                part.push_str(message.trim());
+            }
+            part.push(')');
+            part
+        })
+        .collect();
+    Some(
+        CloudError::new(
+            CloudErrorKind::InvalidRequest,
+            operation,
+            format!(
+                "EC2 did not delete {} of launch template {template_id}",
+                parts.join(", ")
+            ),
+        )
+        .with_code(code(first)),
+    )
+}
+
+fn template_tags(template: &LaunchTemplate) -> BTreeMap<String, String> {
+    template
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+        .collect()
+}
+
 /// The lock: a launch template whose name is unique per service (see `core::lock`). It never
 /// launches anything; its template data only tags, so anything launched from it by mistake says
 /// what it came from.
@@ -249,12 +420,7 @@ impl Ec2 {
                 "LaunchTemplateId",
             )
         })?;
-        let tags = template
-            .tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-            .collect();
-        Ok(Some((id.to_owned(), tags)))
+        Ok(Some((id.to_owned(), template_tags(&template))))
     }
 
     pub(crate) async fn tag_lock(&self, id: &str, tags: &[(String, String)]) -> CloudResult<()> {
@@ -313,4 +479,65 @@ fn version(
             .map(str::to_owned),
         description: v.version_description().map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ec2::types::ResponseError;
+
+    use super::*;
+
+    fn item(
+        version: i64,
+        code: LaunchTemplateErrorCode,
+    ) -> DeleteLaunchTemplateVersionsResponseErrorItem {
+        DeleteLaunchTemplateVersionsResponseErrorItem::builder()
+            .launch_template_id("lt-1")
+            .version_number(version)
+            .response_error(
+                ResponseError::builder()
+                    .code(code)
+                    .message("Cannot delete the default version")
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn versions_already_gone_count_as_deleted() {
+        assert!(already_gone(&item(
+            3,
+            LaunchTemplateErrorCode::LaunchTemplateVersionDoesNotExist
+        )));
+        assert!(already_gone(&item(
+            3,
+            LaunchTemplateErrorCode::LaunchTemplateIdDoesNotExist
+        )));
+        assert!(!already_gone(&item(
+            1,
+            LaunchTemplateErrorCode::UnexpectedError
+        )));
+        assert_eq!(refusal("DeleteLaunchTemplateVersions", "lt-1", &[]), None);
+    }
+
+    #[test]
+    fn refused_versions_are_named_with_their_codes() {
+        let err = refusal(
+            "DeleteLaunchTemplateVersions",
+            "lt-1",
+            &[
+                item(1, LaunchTemplateErrorCode::UnexpectedError),
+                item(4, LaunchTemplateErrorCode::LaunchTemplateIdMalformed),
+            ],
+        )
+        .unwrap();
+        assert_eq!(err.kind, CloudErrorKind::InvalidRequest);
+        assert_eq!(err.code.as_deref(), Some("unexpectedError"));
+        assert_eq!(
+            err.message,
+            "EC2 did not delete version 1 (unexpectedError: Cannot delete the default \
+             version), version 4 (launchTemplateIdMalformed: Cannot delete the default \
+             version) of launch template lt-1"
+        );
+    }
 }

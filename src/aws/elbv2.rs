@@ -2,6 +2,7 @@
 //! listener rules (for test traffic) and the load balancer's DNS name.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::Client;
@@ -9,12 +10,13 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, HostHeaderConditionConfig,
     HttpHeaderConditionConfig, HttpRequestMethodConditionConfig, PathPatternConditionConfig,
     QueryStringConditionConfig, QueryStringKeyValuePair, Rule, RuleCondition as SdkCondition,
-    SourceIpConditionConfig, Tag, TargetGroupStickinessConfig, TargetGroupTuple,
+    SourceIpConditionConfig, Tag, TargetGroupAttribute, TargetGroupStickinessConfig,
+    TargetGroupTuple,
 };
 
 use super::error::{Endpoint, missing};
 use crate::core::cloud::{
-    CloudError, CloudErrorKind, CloudResult, ROUTER_CHANGED, TargetGroupInfo,
+    CloudError, CloudErrorKind, CloudResult, ListenerForward, ROUTER_CHANGED, TargetGroupInfo,
 };
 use crate::core::health::{TargetHealth, TargetState};
 use crate::core::names::{ListenerArn, RuleArn, TargetGroupArn};
@@ -33,6 +35,12 @@ const DESCRIBE_TAGS: &str = "DescribeTags";
 const DESCRIBE_LOAD_BALANCERS: &str = "DescribeLoadBalancers";
 const DESCRIBE_TARGET_GROUPS: &str = "DescribeTargetGroups";
 const DESCRIBE_TARGET_HEALTH: &str = "DescribeTargetHealth";
+const DESCRIBE_TARGET_GROUP_ATTRIBUTES: &str = "DescribeTargetGroupAttributes";
+
+/// The target group attribute that holds the deregistration delay, in seconds.
+const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
+/// AWS's deregistration delay for a target group that does not set one.
+const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
 
 /// The most resource ARNs one DescribeTags call takes.
 const TAGS_PER_CALL: usize = 20;
@@ -398,6 +406,110 @@ impl Elbv2 {
             .map(str::to_owned)
             .ok_or_else(|| missing(op, "a load balancer", "DNSName"))
     }
+}
+
+/// What `cleanup` reads: a load balancer's listeners, every forward on a listener, and how
+/// long a target group drains.
+impl Elbv2 {
+    pub(crate) async fn listeners(&self, load_balancer_arn: &str) -> CloudResult<Vec<ListenerArn>> {
+        let op = DESCRIBE_LISTENERS;
+        let mut pages = self
+            .client
+            .describe_listeners()
+            .load_balancer_arn(load_balancer_arn)
+            .into_paginator()
+            .send();
+        let mut listeners = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(self.endpoint.on(op))?;
+            for listener in page.listeners() {
+                let arn = listener
+                    .listener_arn()
+                    .ok_or_else(|| missing(op, "a listener", "ListenerArn"))?;
+                listeners.push(
+                    ListenerArn::parse(arn)
+                        .map_err(|e| CloudError::new(CloudErrorKind::Other, op, e.0))?,
+                );
+            }
+        }
+        Ok(listeners)
+    }
+
+    /// The default rule's forward (owned by the listener) and each rule's, from DescribeRules;
+    /// rules that end in anything but a forward (redirect, fixed response) have none.
+    pub(crate) async fn listener_forwards(
+        &self,
+        listener: &ListenerArn,
+    ) -> CloudResult<Vec<ListenerForward>> {
+        let rules = self.describe_rules(listener).await?;
+        rules
+            .iter()
+            .filter_map(|rule| rule_forward(DESCRIBE_RULES, listener, rule).transpose())
+            .collect()
+    }
+
+    pub(crate) async fn deregistration_delay(
+        &self,
+        target_group: &TargetGroupArn,
+    ) -> CloudResult<Duration> {
+        let op = DESCRIBE_TARGET_GROUP_ATTRIBUTES;
+        let out = self
+            .client
+            .describe_target_group_attributes()
+            .target_group_arn(target_group.as_str())
+            .send()
+            .await
+            .map_err(self.endpoint.on(op))?;
+        deregistration_delay(op, out.attributes())
+    }
+}
+
+/// The forward a rule ends in, owned by the rule, or by the listener for its default rule.
+fn rule_forward(
+    operation: &str,
+    listener: &ListenerArn,
+    rule: &Rule,
+) -> CloudResult<Option<ListenerForward>> {
+    let forwards = match read_action(operation, rule.actions())? {
+        RouterAction::Forward { forwards } => forwards,
+        RouterAction::Other { .. } => return Ok(None),
+    };
+    let default = rule.is_default() == Some(true) || rule.priority() == Some("default");
+    let owner = if default {
+        listener.as_str()
+    } else {
+        rule.rule_arn()
+            .ok_or_else(|| missing(operation, "a rule", "RuleArn"))?
+    };
+    Ok(Some(ListenerForward {
+        owner: owner.to_owned(),
+        forwards,
+    }))
+}
+
+/// The deregistration delay among a target group's attributes; AWS's default when absent.
+fn deregistration_delay(
+    operation: &str,
+    attributes: &[TargetGroupAttribute],
+) -> CloudResult<Duration> {
+    let Some(value) = attributes
+        .iter()
+        .find(|a| a.key() == Some(DEREGISTRATION_DELAY))
+        .and_then(TargetGroupAttribute::value)
+    else {
+        return Ok(DEFAULT_DEREGISTRATION_DELAY);
+    };
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| {
+            CloudError::new(
+                CloudErrorKind::Other,
+                operation,
+                format!("AWS returned {DEREGISTRATION_DELAY} {value:?}, not a number of seconds"),
+            )
+        })
 }
 
 /// One rule as DescribeRules reports it, with its tags (taken out of `tags`).
@@ -1042,6 +1154,81 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind, CloudErrorKind::Other);
+    }
+
+    const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/lb/1/2";
+
+    #[test]
+    fn rule_forwards_are_owned_by_the_rule_or_the_listener() {
+        let listener = ListenerArn::parse(LISTENER).unwrap();
+        let plain = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(A)
+            .build();
+        let default = rule_forward(
+            "DescribeRules",
+            &listener,
+            &sdk_rule("default", true, vec![plain]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(default.owner, LISTENER);
+        assert_eq!(default.forwards, forwards(&[(A, 1)]));
+
+        let split = weighted(&[(A, Some(90)), (B, None)]);
+        let rule = rule_forward(
+            "DescribeRules",
+            &listener,
+            &sdk_rule("7", false, vec![oidc(), split]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(rule.owner, RULE);
+        assert_eq!(rule.forwards, forwards(&[(A, 90), (B, 1)]));
+
+        let fixed = Action::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .build();
+        assert_eq!(
+            rule_forward(
+                "DescribeRules",
+                &listener,
+                &sdk_rule("8", false, vec![fixed])
+            )
+            .unwrap(),
+            None
+        );
+    }
+
+    fn attribute(key: &str, value: &str) -> TargetGroupAttribute {
+        TargetGroupAttribute::builder()
+            .key(key)
+            .value(value)
+            .build()
+    }
+
+    #[test]
+    fn deregistration_delay_is_read_or_defaults_to_300_seconds() {
+        let op = "DescribeTargetGroupAttributes";
+        let attributes = [
+            attribute("stickiness.enabled", "false"),
+            attribute("deregistration_delay.timeout_seconds", "45"),
+        ];
+        assert_eq!(
+            deregistration_delay(op, &attributes).unwrap(),
+            Duration::from_secs(45)
+        );
+        assert_eq!(
+            deregistration_delay(op, &attributes[..1]).unwrap(),
+            Duration::from_secs(300)
+        );
+        let err = deregistration_delay(
+            op,
+            &[attribute("deregistration_delay.timeout_seconds", "soon")],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, CloudErrorKind::Other);
+        assert_eq!(err.operation, op);
     }
 
     #[test]

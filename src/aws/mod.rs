@@ -18,10 +18,12 @@ use self::cloudwatch::CloudWatch;
 use self::ec2::Ec2;
 use self::elbv2::Elbv2;
 use crate::core::analysis::{AlarmState, MetricWindow};
-use crate::core::cloud::{Cloud, CloudResult, LaunchTemplateVersion, TargetGroupInfo};
+use crate::core::cloud::{
+    Cloud, CloudResult, LaunchTemplateVersion, ListenerForward, LockObject, TargetGroupInfo,
+};
 use crate::core::fleet::{Capacity, FleetConfig, FleetSummary, LaunchTemplateRef};
 use crate::core::health::TargetHealth;
-use crate::core::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
+use crate::core::names::{FleetName, ImageId, ListenerArn, RuleArn, ServiceName, TargetGroupArn};
 use crate::core::router::{Forward, RouterId, RouterState, RouterWrite};
 use crate::core::test_traffic::{ListenerRule, RuleCondition};
 
@@ -255,47 +257,40 @@ impl Cloud for AwsCloud {
             .await
     }
 
-    async fn tagged_fleets(
-        &self,
-        _service: Option<&crate::core::names::ServiceName>,
-    ) -> CloudResult<Vec<FleetSummary>> {
-        todo!("tagged_fleets")
+    async fn tagged_fleets(&self, service: Option<&ServiceName>) -> CloudResult<Vec<FleetSummary>> {
+        self.autoscaling.tagged_fleets(service).await
     }
 
-    async fn listeners(&self, _load_balancer_arn: &str) -> CloudResult<Vec<ListenerArn>> {
-        todo!("listeners")
+    async fn listeners(&self, load_balancer_arn: &str) -> CloudResult<Vec<ListenerArn>> {
+        self.elbv2.listeners(load_balancer_arn).await
     }
 
-    async fn listener_forwards(
-        &self,
-        _listener: &ListenerArn,
-    ) -> CloudResult<Vec<crate::core::cloud::ListenerForward>> {
-        todo!("listener_forwards")
+    async fn listener_forwards(&self, listener: &ListenerArn) -> CloudResult<Vec<ListenerForward>> {
+        self.elbv2.listener_forwards(listener).await
     }
 
-    async fn deregistration_delay(
-        &self,
-        _target_group: &TargetGroupArn,
-    ) -> CloudResult<std::time::Duration> {
-        todo!("deregistration_delay")
+    async fn deregistration_delay(&self, target_group: &TargetGroupArn) -> CloudResult<Duration> {
+        self.elbv2.deregistration_delay(target_group).await
     }
 
     async fn launch_template_versions(
         &self,
-        _template_id: &str,
+        template_id: &str,
     ) -> CloudResult<Vec<LaunchTemplateVersion>> {
-        todo!("launch_template_versions")
+        self.ec2.launch_template_versions(template_id).await
     }
 
     async fn delete_launch_template_versions(
         &self,
-        _template_id: &str,
-        _versions: &[u64],
+        template_id: &str,
+        versions: &[u64],
     ) -> CloudResult<()> {
-        todo!("delete_launch_template_versions")
+        self.ec2
+            .delete_launch_template_versions(template_id, versions)
+            .await
     }
 
-    async fn locks(&self) -> CloudResult<Vec<crate::core::cloud::LockObject>> {
-        todo!("locks")
+    async fn locks(&self) -> CloudResult<Vec<LockObject>> {
+        self.ec2.locks().await
     }
 }

@@ -4,6 +4,7 @@
 mod adapter;
 mod bad_input;
 mod canary_e2e;
+mod cleanup_adapter;
 mod cli;
 mod concurrency;
 mod e2e;
