@@ -8,15 +8,15 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::analysis::{AlarmState, AlarmValue, MetricWindow};
 use crate::core::cloud::{
-    Cloud, CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion, ROUTER_CHANGED,
-    TargetGroupInfo,
+    Cloud, CloudError, CloudErrorKind, CloudResult, LaunchTemplateVersion, ListenerForward,
+    LockObject, ROUTER_CHANGED, TargetGroupInfo,
 };
 use crate::core::fleet::{
     Capacity, FleetConfig, FleetInstance, FleetLaunch, FleetSummary, FleetTag, LaunchTemplateRef,
     LifecycleHook, MetricsCollection, ScalingPolicy, ScheduledAction, TargetTracking,
 };
 use crate::core::health::{TargetHealth, TargetState, fleet_health};
-use crate::core::names::{FleetName, ImageId, ListenerArn, RuleArn, TargetGroupArn};
+use crate::core::names::{FleetName, ImageId, ListenerArn, RuleArn, ServiceName, TargetGroupArn};
 use crate::core::router::{
     Forward, RouterAction, RouterId, RouterState, RouterWrite, Weight, same_forwards,
 };
@@ -173,7 +173,17 @@ struct World {
     /// What each target group serves per minute from now on (requests, 5xx, p99 ms), as a test
     /// scripts it; metrics over a window are that rate times the window's minutes.
     traffic: BTreeMap<TargetGroupArn, (f64, f64, Option<f64>)>,
+    /// Deregistration delays a test set; a target group without one has AWS's default.
+    deregistration_delays: BTreeMap<TargetGroupArn, Duration>,
+    /// The highest version number each template ever had: EC2 never reuses a number, even
+    /// after the version is deleted.
+    highest_versions: BTreeMap<String, u64>,
 }
+
+/// AWS's deregistration delay for a target group that does not set one.
+const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
+/// The most versions one DeleteLaunchTemplateVersions call takes.
+const VERSIONS_PER_DELETE: usize = 200;
 
 pub struct FakeCloud {
     world: Arc<Mutex<World>>,
@@ -496,6 +506,12 @@ impl FakeCloud {
         }
     }
 
+    /// Sets the target group's deregistration delay (AWS's default, 300 s, until set).
+    pub fn set_deregistration_delay(&self, target_group: &str, delay: Duration) {
+        let arn = TargetGroupArn::parse(target_group).expect("target group arn");
+        self.lock().deregistration_delays.insert(arn, delay);
+    }
+
     /// Removes a fleet at once, as an out-of-band cleanup would.
     pub fn remove_fleet(&self, name: &str) {
         self.lock().fleets.remove(&FleetName::new(name));
@@ -580,9 +596,16 @@ fn rule_arn(listener: &ListenerArn, n: u64) -> RuleArn {
     RuleArn::parse(&format!("{path}/{n:016x}")).expect("rule arn")
 }
 
+/// The listener a rule ARN belongs to: `…:listener-rule/app/<lb>/<id>/<listener>/<rule>` →
+/// `…:listener/app/<lb>/<id>/<listener>`.
+fn listener_of(rule: &RuleArn) -> Option<ListenerArn> {
+    let (path, _) = rule.as_str().rsplit_once('/')?;
+    ListenerArn::parse(&path.replace(":listener-rule/", ":listener/")).ok()
+}
+
 /// The calls that change a service (lock calls and `tag_fleet`, which may carry a request,
 /// are judged on their own).
-const CHANGES: [&str; 14] = [
+const CHANGES: [&str; 15] = [
     "create_rule",
     "delete_rule",
     "create_launch_template_version",
@@ -593,6 +616,7 @@ const CHANGES: [&str; 14] = [
     "suspend_processes",
     "resume_processes",
     "delete_fleet",
+    "delete_launch_template_versions",
     "route",
     "tag_fleet",
     "tag_lock",
@@ -779,6 +803,22 @@ impl World {
         fleet.instances.truncate(desired as usize);
     }
 
+    /// Every listener the fake knows: listener routers (test listeners too), the listeners of
+    /// rule routers, and listeners with rules.
+    fn known_listeners(&self) -> Vec<ListenerArn> {
+        let mut known: Vec<ListenerArn> = Vec::new();
+        let from_routers = self.routers.iter().filter_map(|(id, _)| match id {
+            RouterId::Listener(arn) => Some(arn.clone()),
+            RouterId::Rule(arn) => listener_of(arn),
+        });
+        for listener in from_routers.chain(self.rules.keys().cloned()) {
+            if !known.contains(&listener) {
+                known.push(listener);
+            }
+        }
+        known
+    }
+
     fn fleet_mut(&mut self, operation: &str, name: &FleetName) -> CloudResult<&mut FakeFleet> {
         self.fleets
             .get_mut(name)
@@ -912,9 +952,12 @@ impl Cloud for FakeCloud {
                     format!("version {source_version} of {template_id}"),
                 ));
             }
+            let highest = versions.iter().map(|v| v.number).max().unwrap_or(0);
+            let number = highest.max(w.highest_versions.get(template_id).copied().unwrap_or(0)) + 1;
+            let versions = w.templates.get_mut(template_id).expect("checked above");
             let version = LaunchTemplateVersion {
                 template_id: template_id.into(),
-                number: versions.len() as u64 + 1,
+                number,
                 image_id: Some(image.to_string()),
                 description: Some(description.into()),
             };
@@ -1285,48 +1328,196 @@ impl Cloud for FakeCloud {
         })
     }
 
-    async fn tagged_fleets(
-        &self,
-        _service: Option<&crate::core::names::ServiceName>,
-    ) -> CloudResult<Vec<FleetSummary>> {
-        todo!("tagged_fleets")
+    async fn tagged_fleets(&self, service: Option<&ServiceName>) -> CloudResult<Vec<FleetSummary>> {
+        self.call("tagged_fleets", |w, now| {
+            Ok(w.fleets
+                .iter()
+                .filter(|(_, f)| {
+                    f.config.tags.iter().any(|t| {
+                        t.key == crate::core::tags::SERVICE
+                            && service.is_none_or(|s| t.value == s.as_str())
+                    })
+                })
+                .map(|(name, f)| summarize(name, f, now))
+                .collect())
+        })
     }
 
-    async fn listeners(&self, _load_balancer_arn: &str) -> CloudResult<Vec<ListenerArn>> {
-        todo!("listeners")
+    async fn listeners(&self, load_balancer_arn: &str) -> CloudResult<Vec<ListenerArn>> {
+        self.call("listeners", |w, _| {
+            let balancer = |l: &ListenerArn| {
+                RouterId::Listener(l.clone()).load_balancer_arn().as_deref()
+                    == Some(load_balancer_arn)
+            };
+            let known = w.known_listeners();
+            let lb_known = known.iter().any(balancer)
+                || w.load_balancer_dns.contains_key(load_balancer_arn)
+                || w.target_groups.values().any(|tg| {
+                    tg.load_balancer_arns
+                        .iter()
+                        .any(|lb| lb == load_balancer_arn)
+                });
+            if !lb_known {
+                return Err(not_found(
+                    "DescribeListeners",
+                    format!("load balancer {load_balancer_arn}"),
+                ));
+            }
+            Ok(known.into_iter().filter(|l| balancer(l)).collect())
+        })
     }
 
-    async fn listener_forwards(
-        &self,
-        _listener: &ListenerArn,
-    ) -> CloudResult<Vec<crate::core::cloud::ListenerForward>> {
-        todo!("listener_forwards")
+    async fn listener_forwards(&self, listener: &ListenerArn) -> CloudResult<Vec<ListenerForward>> {
+        self.call("listener_forwards", |w, _| {
+            if !w.known_listeners().contains(listener) {
+                return Err(not_found("DescribeRules", format!("listener {listener}")));
+            }
+            let mut found = Vec::new();
+            // The default action: the listener router's forward.
+            let default = RouterId::Listener(listener.clone());
+            if let Some((_, RouterAction::Forward { forwards })) =
+                w.routers.iter().find(|(id, _)| *id == default)
+            {
+                found.push(ListenerForward {
+                    owner: listener.to_string(),
+                    forwards: forwards.clone(),
+                });
+            }
+            // Rule routers on this listener, with the weights they carry now.
+            let mut owners = BTreeSet::new();
+            for (id, action) in &w.routers {
+                let RouterId::Rule(rule) = id else { continue };
+                if listener_of(rule).as_ref() != Some(listener) || !owners.insert(rule.clone()) {
+                    continue;
+                }
+                if let RouterAction::Forward { forwards } = action {
+                    found.push(ListenerForward {
+                        owner: rule.to_string(),
+                        forwards: forwards.clone(),
+                    });
+                }
+            }
+            // Other rules (test rules, others' rules): a plain forward to each target group.
+            for rule in w.rules.get(listener).into_iter().flatten() {
+                if rule.target_groups.is_empty() || !owners.insert(rule.arn.clone()) {
+                    continue;
+                }
+                found.push(ListenerForward {
+                    owner: rule.arn.to_string(),
+                    forwards: rule
+                        .target_groups
+                        .iter()
+                        .map(|tg| Forward {
+                            target_group: tg.clone(),
+                            weight: Weight::ALL,
+                        })
+                        .collect(),
+                });
+            }
+            Ok(found)
+        })
     }
 
-    async fn deregistration_delay(
-        &self,
-        _target_group: &TargetGroupArn,
-    ) -> CloudResult<std::time::Duration> {
-        todo!("deregistration_delay")
+    async fn deregistration_delay(&self, target_group: &TargetGroupArn) -> CloudResult<Duration> {
+        self.call("deregistration_delay", |w, _| {
+            if !w.target_groups.contains_key(target_group) {
+                return Err(not_found(
+                    "DescribeTargetGroupAttributes",
+                    format!("target group {target_group}"),
+                ));
+            }
+            Ok(w.deregistration_delays
+                .get(target_group)
+                .copied()
+                .unwrap_or(DEFAULT_DEREGISTRATION_DELAY))
+        })
     }
 
     async fn launch_template_versions(
         &self,
-        _template_id: &str,
+        template_id: &str,
     ) -> CloudResult<Vec<LaunchTemplateVersion>> {
-        todo!("launch_template_versions")
+        self.call("launch_template_versions", |w, _| {
+            w.templates.get(template_id).cloned().ok_or_else(|| {
+                not_found(
+                    "DescribeLaunchTemplateVersions",
+                    format!("launch template {template_id}"),
+                )
+            })
+        })
     }
 
+    /// As EC2 does: one call per 200 versions; the default version (the template's first, as
+    /// `$Default` resolves here) is refused, a version already gone (or a template gone) is
+    /// fine, and the refusals are one error once every call is made.
     async fn delete_launch_template_versions(
         &self,
-        _template_id: &str,
-        _versions: &[u64],
+        template_id: &str,
+        versions: &[u64],
     ) -> CloudResult<()> {
-        todo!("delete_launch_template_versions")
+        let mut refused = Vec::new();
+        for chunk in versions.chunks(VERSIONS_PER_DELETE) {
+            let chunk_refused = self.call("delete_launch_template_versions", |w, _| {
+                let Some(existing) = w.templates.get_mut(template_id) else {
+                    return Ok(Vec::new());
+                };
+                let default = existing.first().map(|v| v.number);
+                let mut refused = Vec::new();
+                let mut deleted = Vec::new();
+                for &number in chunk {
+                    if Some(number) == default {
+                        refused.push(number);
+                    } else if existing.iter().any(|v| v.number == number) {
+                        existing.retain(|v| v.number != number);
+                        deleted.push(number);
+                    }
+                }
+                if let Some(&highest) = deleted.iter().max() {
+                    let entry = w
+                        .highest_versions
+                        .entry(template_id.to_owned())
+                        .or_default();
+                    *entry = (*entry).max(highest);
+                }
+                Ok(refused)
+            })?;
+            refused.extend(chunk_refused);
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let parts: Vec<String> = refused
+            .iter()
+            .map(|n| {
+                format!(
+                    "version {n} (unexpectedError: Cannot delete the default version of a \
+                     launch template.)"
+                )
+            })
+            .collect();
+        Err(CloudError::new(
+            CloudErrorKind::InvalidRequest,
+            "DeleteLaunchTemplateVersions",
+            format!(
+                "EC2 did not delete {} of launch template {template_id}",
+                parts.join(", ")
+            ),
+        )
+        .with_code("unexpectedError"))
     }
 
-    async fn locks(&self) -> CloudResult<Vec<crate::core::cloud::LockObject>> {
-        todo!("locks")
+    async fn locks(&self) -> CloudResult<Vec<LockObject>> {
+        self.call("locks", |w, _| {
+            Ok(w.locks
+                .iter()
+                .filter(|(name, _)| name.starts_with(crate::core::lock::NAME_PREFIX))
+                .map(|(name, (id, tags))| LockObject {
+                    name: name.clone(),
+                    id: id.clone(),
+                    tags: tags.clone(),
+                })
+                .collect())
+        })
     }
 }
 
@@ -1407,5 +1598,390 @@ pub fn sample_config(target_group: &TargetGroupArn) -> FleetConfig {
         }],
         target_groups: vec![target_group.clone()],
         has_warm_pool: false,
+    }
+}
+
+#[cfg(test)]
+mod cleanup_port_tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::sample::*;
+    use super::*;
+    use crate::core::lock::{NAME_PREFIX, TOKEN};
+    use crate::core::tags::SERVICE;
+
+    fn cloud() -> (FakeCloud, Spec) {
+        FakeCloud::sample(FakeClock::new(
+            UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ))
+    }
+
+    fn tg(arn: &str) -> TargetGroupArn {
+        TargetGroupArn::parse(arn).unwrap()
+    }
+
+    fn forwards(pairs: &[(&str, u16)]) -> Vec<Forward> {
+        pairs
+            .iter()
+            .map(|(arn, w)| Forward {
+                target_group: tg(arn),
+                weight: Weight::new(*w).unwrap(),
+            })
+            .collect()
+    }
+
+    /// Holds the sample service's lock, so changes made to arrange a test are legal.
+    fn hold_lock(cloud: &FakeCloud) {
+        cloud.put_lock(
+            &format!("{NAME_PREFIX}checkout"),
+            BTreeMap::from([(TOKEN.to_owned(), "test".to_owned())]),
+        );
+    }
+
+    fn tagged(tags: &[(&str, &str)]) -> FleetConfig {
+        let mut config = sample_config(&tg(TG_B));
+        config.capacity.desired = 1;
+        config.tags = tags
+            .iter()
+            .map(|(k, v)| FleetTag {
+                key: (*k).to_owned(),
+                value: (*v).to_owned(),
+                propagate_at_launch: false,
+            })
+            .collect();
+        config
+    }
+
+    fn names(fleets: &[FleetSummary]) -> BTreeSet<&str> {
+        fleets.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn tagged_fleets_are_those_with_the_service_tag_deleting_ones_included() {
+        let (cloud, _) = cloud();
+        hold_lock(&cloud);
+        let add = |name: &str, tags: &[(&str, &str)]| {
+            cloud.add_fleet(&FleetName::new(name), tagged(tags), Duration::ZERO);
+        };
+        add(
+            "checkout-v2",
+            &[(SERVICE, "checkout"), ("team", "payments")],
+        );
+        add("checkout-v3", &[(SERVICE, "checkout")]);
+        add("payments-v1", &[(SERVICE, "payments")]);
+        add("decoy", &[("owner", "checkout")]);
+        let checkout = ServiceName::parse("checkout").unwrap();
+
+        let mine = cloud.tagged_fleets(Some(&checkout)).await.unwrap();
+        assert_eq!(names(&mine), BTreeSet::from(["checkout-v2", "checkout-v3"]));
+        let all = cloud.tagged_fleets(None).await.unwrap();
+        assert_eq!(
+            names(&all),
+            BTreeSet::from(["checkout-v2", "checkout-v3", "payments-v1"])
+        );
+        let nobody = ServiceName::parse("nobody").unwrap();
+        assert!(cloud.tagged_fleets(Some(&nobody)).await.unwrap().is_empty());
+        assert_eq!(cloud.count("tagged_fleets"), 3);
+
+        // A fleet being deleted is listed as deleting until it is gone.
+        cloud
+            .delete_fleet(&FleetName::new("checkout-v3"))
+            .await
+            .unwrap();
+        let mine = cloud.tagged_fleets(Some(&checkout)).await.unwrap();
+        let deleting = mine
+            .iter()
+            .find(|f| f.name.as_str() == "checkout-v3")
+            .unwrap();
+        assert!(deleting.deleting);
+        assert!(deleting.instances.is_empty());
+        cloud.clock.advance(DELETION_LINGERS);
+        let mine = cloud.tagged_fleets(Some(&checkout)).await.unwrap();
+        assert_eq!(names(&mine), BTreeSet::from(["checkout-v2"]));
+
+        cloud.fail(
+            "tagged_fleets",
+            1,
+            FaultTiming::Before,
+            CloudErrorKind::Unavailable,
+        );
+        let err = cloud.tagged_fleets(None).await.unwrap_err();
+        assert!(err.transient(), "{err}");
+        assert_eq!(cloud.violations(), Vec::<String>::new());
+    }
+
+    const LB: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/checkout/50dc6c495c0c9188";
+    const TEST_LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/checkout/50dc6c495c0c9188/0000000000008080";
+    const ELSEWHERE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/other/1111111111111111/2222222222222222";
+
+    #[tokio::test]
+    async fn listeners_and_their_forwards_come_from_routers_and_rules() {
+        let (cloud, spec) = cloud();
+        hold_lock(&cloud);
+        let listener = ListenerArn::parse(LISTENER).unwrap();
+        let test_listener = ListenerArn::parse(TEST_LISTENER).unwrap();
+        assert_eq!(spec.router.load_balancer_arn().as_deref(), Some(LB));
+        cloud.add_test_router(
+            &RouterId::Listener(test_listener.clone()),
+            RouterAction::Forward {
+                forwards: forwards(&[(TG_B, 1)]),
+            },
+        );
+        cloud.add_router(
+            &RouterId::Listener(ListenerArn::parse(ELSEWHERE).unwrap()),
+            RouterAction::Forward {
+                forwards: forwards(&[(TG_B, 1)]),
+            },
+        );
+        // A rule router on the production listener, splitting traffic.
+        let split = rule_arn(&listener, 900);
+        cloud.add_router(
+            &RouterId::Rule(split.clone()),
+            RouterAction::Forward {
+                forwards: forwards(&[(TG_A, 90), (TG_B, 10)]),
+            },
+        );
+        // A test rule forwarding to b, and someone else's rule that forwards nowhere we know.
+        let test_rule = cloud
+            .create_rule(
+                &listener,
+                5,
+                &[RuleCondition::header("X-Release", "v2")],
+                &tg(TG_B),
+                &[],
+            )
+            .await
+            .unwrap();
+        cloud.add_rule(&listener, 7, vec![]);
+
+        let found: BTreeSet<String> = cloud
+            .listeners(LB)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(
+            found,
+            BTreeSet::from([LISTENER.to_owned(), TEST_LISTENER.to_owned()])
+        );
+        let err = cloud
+            .listeners(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/gone/1",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, CloudErrorKind::NotFound);
+        assert_eq!(err.operation, "DescribeListeners");
+
+        let by_owner: BTreeMap<String, Vec<Forward>> = cloud
+            .listener_forwards(&listener)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.owner, f.forwards))
+            .collect();
+        assert_eq!(
+            by_owner,
+            BTreeMap::from([
+                (LISTENER.to_owned(), forwards(&[(TG_A, 1)])),
+                (split.to_string(), forwards(&[(TG_A, 90), (TG_B, 10)])),
+                (test_rule.to_string(), forwards(&[(TG_B, 1)])),
+            ])
+        );
+        // A route is seen at once.
+        let router = RouterId::Rule(split.clone());
+        cloud.set_router(
+            &router,
+            RouterAction::Forward {
+                forwards: forwards(&[(TG_A, 0), (TG_B, 1)]),
+            },
+        );
+        let after = cloud.listener_forwards(&listener).await.unwrap();
+        let owned = after.iter().find(|f| f.owner == split.as_str()).unwrap();
+        assert_eq!(owned.forwards, forwards(&[(TG_A, 0), (TG_B, 1)]));
+
+        let test = cloud.listener_forwards(&test_listener).await.unwrap();
+        assert_eq!(
+            test,
+            [ListenerForward {
+                owner: TEST_LISTENER.to_owned(),
+                forwards: forwards(&[(TG_B, 1)]),
+            }]
+        );
+        let gone = ListenerArn::parse(&format!("{LISTENER}0")).unwrap();
+        let err = cloud.listener_forwards(&gone).await.unwrap_err();
+        assert_eq!(err.kind, CloudErrorKind::NotFound);
+        assert_eq!(err.operation, "DescribeRules");
+        assert_eq!(cloud.count("listeners"), 2);
+        assert_eq!(cloud.count("listener_forwards"), 4);
+        assert_eq!(cloud.violations(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn deregistration_delay_defaults_to_300_seconds_and_can_be_set() {
+        let (cloud, _) = cloud();
+        assert_eq!(
+            cloud.deregistration_delay(&tg(TG_A)).await.unwrap(),
+            Duration::from_secs(300)
+        );
+        cloud.set_deregistration_delay(TG_B, Duration::from_secs(5));
+        assert_eq!(
+            cloud.deregistration_delay(&tg(TG_B)).await.unwrap(),
+            Duration::from_secs(5)
+        );
+        let unknown = tg("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x/1");
+        let err = cloud.deregistration_delay(&unknown).await.unwrap_err();
+        assert_eq!(err.kind, CloudErrorKind::NotFound);
+        assert_eq!(err.operation, "DescribeTargetGroupAttributes");
+        assert_eq!(cloud.count("deregistration_delay"), 3);
+    }
+
+    fn numbers(versions: &[LaunchTemplateVersion]) -> Vec<u64> {
+        versions.iter().map(|v| v.number).collect()
+    }
+
+    #[tokio::test]
+    async fn launch_template_versions_are_listed_and_deleted_but_never_the_default() {
+        let (cloud, _) = cloud();
+        hold_lock(&cloud);
+        let image = ImageId::parse(NEXT_IMAGE).unwrap();
+        for n in 2..=5 {
+            let token = format!("token-{n}");
+            let made = cloud
+                .create_launch_template_version(TEMPLATE, 1, &image, &format!("r{n}"), &token)
+                .await
+                .unwrap();
+            assert_eq!(made.number, n);
+        }
+        let versions = cloud.launch_template_versions(TEMPLATE).await.unwrap();
+        assert_eq!(numbers(&versions), [1, 2, 3, 4, 5]);
+        assert_eq!(versions[3].description.as_deref(), Some("r4"));
+
+        // Gone already (9) is fine.
+        cloud
+            .delete_launch_template_versions(TEMPLATE, &[2, 3, 9])
+            .await
+            .unwrap();
+        assert_eq!(numbers(&cloud.template_versions(TEMPLATE)), [1, 4, 5]);
+
+        // The default is refused, by name and code; what could go went.
+        let err = cloud
+            .delete_launch_template_versions(TEMPLATE, &[1, 5])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, CloudErrorKind::InvalidRequest);
+        assert_eq!(err.operation, "DeleteLaunchTemplateVersions");
+        assert_eq!(err.code.as_deref(), Some("unexpectedError"));
+        assert!(err.message.contains("version 1 "), "{err}");
+        assert_eq!(numbers(&cloud.template_versions(TEMPLATE)), [1, 4]);
+        assert_eq!(
+            cloud
+                .launch_template_version(&LaunchTemplateRef {
+                    id: TEMPLATE.into(),
+                    version: "$Default".into(),
+                })
+                .await
+                .unwrap()
+                .map(|v| v.number),
+            Some(1)
+        );
+
+        // A deleted number is never reused.
+        let next = cloud
+            .create_launch_template_version(TEMPLATE, 1, &image, "r6", "token-6")
+            .await
+            .unwrap();
+        assert_eq!(next.number, 6);
+
+        // 450 versions: three calls (200 + 200 + 50); nothing: no call.
+        let before = cloud.count("delete_launch_template_versions");
+        let many: Vec<u64> = (100..550).collect();
+        cloud
+            .delete_launch_template_versions(TEMPLATE, &many)
+            .await
+            .unwrap();
+        cloud
+            .delete_launch_template_versions(TEMPLATE, &[])
+            .await
+            .unwrap();
+        assert_eq!(cloud.count("delete_launch_template_versions"), before + 3);
+
+        // A template that is gone has nothing left to delete; listing it is NotFound.
+        cloud
+            .delete_launch_template_versions("lt-gone", &[2])
+            .await
+            .unwrap();
+        let err = cloud.launch_template_versions("lt-gone").await.unwrap_err();
+        assert_eq!(err.kind, CloudErrorKind::NotFound);
+
+        // A fault on the second call of a split delete: the first chunk's deletes stay done.
+        cloud.fail(
+            "delete_launch_template_versions",
+            2,
+            FaultTiming::Before,
+            CloudErrorKind::Unavailable,
+        );
+        let mut doomed: Vec<u64> = (1000..1200).collect();
+        doomed.push(4);
+        let err = cloud
+            .delete_launch_template_versions(TEMPLATE, &doomed)
+            .await
+            .unwrap_err();
+        assert!(err.transient(), "{err}");
+        assert_eq!(numbers(&cloud.template_versions(TEMPLATE)), [1, 4, 6]);
+        assert_eq!(cloud.violations(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn deleting_versions_without_the_lock_is_a_violation() {
+        let (cloud, _) = cloud();
+        cloud
+            .delete_launch_template_versions(TEMPLATE, &[2])
+            .await
+            .unwrap();
+        assert_eq!(cloud.violations().len(), 1, "{:?}", cloud.violations());
+    }
+
+    #[tokio::test]
+    async fn locks_are_every_lock_object_with_its_tags() {
+        let (cloud, _) = cloud();
+        assert!(cloud.locks().await.unwrap().is_empty());
+        let tags = BTreeMap::from([(TOKEN.to_owned(), "t1".to_owned())]);
+        let first = cloud.put_lock(&format!("{NAME_PREFIX}checkout"), tags.clone());
+        let second = cloud
+            .create_lock(
+                &format!("{NAME_PREFIX}payments"),
+                &[(TOKEN.to_owned(), "t2".to_owned())],
+                "token",
+            )
+            .await
+            .unwrap();
+        let found = cloud.locks().await.unwrap();
+        assert_eq!(
+            found,
+            [
+                LockObject {
+                    name: format!("{NAME_PREFIX}checkout"),
+                    id: first.clone(),
+                    tags,
+                },
+                LockObject {
+                    name: format!("{NAME_PREFIX}payments"),
+                    id: second,
+                    tags: BTreeMap::from([(TOKEN.to_owned(), "t2".to_owned())]),
+                },
+            ]
+        );
+        cloud.remove_lock(&first);
+        let names: Vec<String> = cloud
+            .locks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(names, [format!("{NAME_PREFIX}payments")]);
+        assert_eq!(cloud.count("locks"), 3);
     }
 }
