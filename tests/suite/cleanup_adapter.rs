@@ -810,7 +810,7 @@ async fn locks_are_every_greenlight_lock_template_with_tags() {
             ),
         ]
     };
-    let (first, second) = (format!("{svc}"), format!("{svc}-payments"));
+    let (first, second) = (svc.clone(), format!("{svc}-payments"));
     let first_id = w
         .cloud
         .create_lock(&format!("greenlight-lock.{first}"), &tags(&first), "tok-1")
