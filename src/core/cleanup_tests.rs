@@ -398,9 +398,7 @@ fn what_cleanup_may_retire() {
     ];
     for (name, view, now, want) in cases {
         let items = plan_cleanup(&routing(), &view, &policy(), now);
-        let fleet = match &view.fleets[1].tags[tags::RELEASE] {
-            r => format!("checkout-{r}"),
-        };
+        let fleet = format!("checkout-{}", view.fleets[1].tags[tags::RELEASE]);
         assert_eq!(kind(&decision_for(&items, &fleet)), want, "{name}");
         // The live fleet is kept in every case (it takes traffic).
         assert_eq!(

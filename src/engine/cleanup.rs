@@ -327,7 +327,7 @@ async fn futures_select_all<F: std::future::Future + Unpin>(
     std::future::poll_fn(move |cx| {
         for i in 0..futures.len() {
             if let Poll::Ready(out) = Pin::new(&mut futures[i]).poll(cx) {
-                let _ = futures.swap_remove(i);
+                drop(futures.swap_remove(i));
                 let rest = std::mem::take(&mut futures);
                 return Poll::Ready((out, i, rest));
             }

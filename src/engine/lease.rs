@@ -119,7 +119,9 @@ impl Lease {
                 acquired_at: now,
                 expires_at: now + ttl,
             };
-            let token = format!("{}-{attempt}", holder.token);
+            // One runner may take several services' locks (`cleanup --all`): EC2 refuses a
+            // client token reused for a different name, so the name is part of it.
+            let token = format!("{}-{attempt}-{:08x}", holder.token, fnv1a(name.as_bytes()));
             let mut created = cloud.create_lock(&name, &record.tags(), &token).await;
             if created.as_ref().is_err_and(CloudError::transient) {
                 // The create may have landed with its answer lost: the same token asks again
@@ -303,4 +305,11 @@ pub async fn current<C: Cloud>(cloud: &C, spec: &Spec) -> Result<Option<LockReco
         .await
         .map_err(Failure::cloud(false))?
         .and_then(|(id, tags)| LockRecord::read(&id, &tags)))
+}
+
+/// FNV-1a, 32 bits: a short, stable digest for client tokens (which are at most 64 characters).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |hash, b| {
+        (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }

@@ -5,6 +5,7 @@ mod adapter;
 mod bad_input;
 mod canary_e2e;
 mod cleanup_adapter;
+mod cleanup_e2e;
 mod cli;
 mod concurrency;
 mod e2e;
