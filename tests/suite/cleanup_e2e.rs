@@ -365,7 +365,8 @@ fn a_failed_release_is_kept_for_keep_failed_then_deleted() {
     assert_eq!(kept["reason"], "not_expired", "{kept}");
     assert_eq!(aws.group(&failed), Some((0, 0)));
 
-    let (events, code, stderr) = cleanup(&s, &seeded, &["--keep-failed", "0s"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (events, code, stderr) = cleanup(&s, &seeded, &["--keep-failed", "1s"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(applied(&events), [format!("delete_fleet {failed}")]);
     assert_eq!(aws.group(&failed), None);
