@@ -506,6 +506,21 @@ impl FakeCloud {
         }
     }
 
+    /// Adds a target group (another service's, say), used by `load_balancers`.
+    pub fn add_target_group(&self, arn: &str, name: &str, load_balancers: Vec<String>) {
+        let arn = TargetGroupArn::parse(arn).expect("target group arn");
+        self.lock().target_groups.insert(
+            arn.clone(),
+            TargetGroupInfo {
+                arn,
+                name: name.into(),
+                target_type: "instance".into(),
+                vpc_id: Some("vpc-1".into()),
+                load_balancer_arns: load_balancers,
+            },
+        );
+    }
+
     /// Sets the target group's deregistration delay (AWS's default, 300 s, until set).
     pub fn set_deregistration_delay(&self, target_group: &str, delay: Duration) {
         let arn = TargetGroupArn::parse(target_group).expect("target group arn");

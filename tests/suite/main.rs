@@ -6,6 +6,7 @@ mod bad_input;
 mod canary_e2e;
 mod cleanup_adapter;
 mod cleanup_e2e;
+mod cleanup_scenarios;
 mod cli;
 mod concurrency;
 mod e2e;
