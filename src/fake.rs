@@ -1041,12 +1041,20 @@ impl Cloud for FakeCloud {
                 w.violations
                     .push(format!("shrank fleet {name} while it takes traffic"));
             }
-            // Invariant 3: the previous release stays at capacity while it is kept warm.
-            let warm = fleet
-                .config
-                .tags
-                .iter()
-                .any(|t| t.key == crate::core::tags::PHASE && t.value == "warm");
+            // Invariant 3: the previous release stays at capacity while it is kept warm, that
+            // is until its warm-until time (then cleanup may retire it).
+            let tag = |key: &str| {
+                fleet
+                    .config
+                    .tags
+                    .iter()
+                    .find(|t| t.key == key)
+                    .map(|t| t.value.clone())
+            };
+            let warm = tag(crate::core::tags::PHASE).as_deref() == Some("warm")
+                && tag(crate::core::tags::WARM_UNTIL)
+                    .and_then(|v| humantime::parse_rfc3339_weak(&v).ok())
+                    .is_none_or(|until| until > now);
             if capacity.desired < before.desired && warm {
                 w.violations
                     .push(format!("shrank warm fleet {name}, which a rollback needs"));
@@ -1172,6 +1180,16 @@ impl Cloud for FakeCloud {
             entry.1 = RouterAction::Forward {
                 forwards: forwards.to_vec(),
             };
+            // As on AWS: a target group a listener forwards to belongs to its load balancer.
+            if let Some(lb) = id.load_balancer_arn() {
+                for forward in forwards.iter() {
+                    if let Some(info) = w.target_groups.get_mut(&forward.target_group)
+                        && !info.load_balancer_arns.contains(&lb)
+                    {
+                        info.load_balancer_arns.push(lb.clone());
+                    }
+                }
+            }
             w.routes.push(forwards.to_vec());
             Ok(forwards.to_vec())
         })

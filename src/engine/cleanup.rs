@@ -454,8 +454,19 @@ async fn clean_service<C: Cloud, K: Clock>(
                     single,
                 )
                 .await;
-                // A lock left behind expires on its own; the next run takes it over.
-                let _ = lease.release(runner.cloud).await;
+                // A lock left behind expires on its own and the next run takes it over, but a
+                // blip should not keep others out for a whole lifetime.
+                for attempt in 0..4u32 {
+                    match lease.release(runner.cloud).await {
+                        Err(e) if e.transient() && attempt < 3 => {
+                            runner
+                                .clock
+                                .sleep(Duration::from_millis(500) * 2u32.pow(attempt))
+                                .await;
+                        }
+                        _ => break,
+                    }
+                }
                 result
             }
             Err(Failure::Locked(lock)) => Ok(Outcome::Locked {
@@ -544,7 +555,7 @@ async fn pass<C: Cloud, K: Clock>(
                 if let Some(lease) = lease.as_deref_mut() {
                     lease.ensure(runner.cloud, runner.clock.now()).await?;
                 }
-                apply(runner.cloud, routing, action, runner.clock.now()).await?;
+                apply_patiently(runner, routing, action, acted).await?;
                 acted = true;
                 report.applied.push(action.clone());
                 sink.event(&CleanupEvent::CleanupApplied {
@@ -621,7 +632,8 @@ async fn observe<C: Cloud>(
         .flat_map(|f| f.target_groups.iter().cloned())
         .chain(slots.iter().cloned())
         .collect();
-    let forwards = all_forwards(cloud, &target_groups).await?;
+    let own: Vec<ListenerArn> = listener(&routing.router).into_iter().collect();
+    let forwards = all_forwards(cloud, &target_groups, &own).await?;
 
     let mut targets = BTreeMap::new();
     let mut deregistration_delay = BTreeMap::new();
@@ -677,6 +689,7 @@ fn listener(router: &RouterId) -> Option<ListenerArn> {
 async fn all_forwards<C: Cloud>(
     cloud: &C,
     target_groups: &BTreeSet<TargetGroupArn>,
+    also: &[ListenerArn],
 ) -> Result<Vec<ListenerForward>, CloudError> {
     let mut load_balancers = BTreeSet::new();
     for tg in target_groups {
@@ -687,7 +700,7 @@ async fn all_forwards<C: Cloud>(
             Err(e) => return Err(e),
         }
     }
-    let mut listeners = BTreeSet::new();
+    let mut listeners: BTreeSet<ListenerArn> = also.iter().cloned().collect();
     for lb in &load_balancers {
         listeners.extend(cloud.listeners(lb).await?);
     }
@@ -754,6 +767,29 @@ async fn templates<C: Cloud>(
     Ok(out)
 }
 
+/// [`apply`], riding out throttling, 5xx and lost connections for a minute like every command:
+/// each action is safe to repeat.
+async fn apply_patiently<C: Cloud, K: Clock>(
+    runner: &Runner<'_, C, K>,
+    routing: &ServiceRouting,
+    action: &CleanupAction,
+    acted: bool,
+) -> Result<(), Failure> {
+    let give_up = runner.clock.now() + super::driver::TRANSIENT_PATIENCE;
+    let mut backoff = super::backoff::Backoff::new(Duration::from_millis(500));
+    loop {
+        let now = runner.clock.now();
+        match apply(runner.cloud, routing, action, now, acted).await {
+            Err(Failure::Cloud { error, .. })
+                if error.transient() && now < give_up && runner.stop.requested().is_none() =>
+            {
+                runner.clock.sleep(backoff.next_wait(now, give_up)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Applies one action. Before shrinking or deleting a fleet, the router is read again on every
 /// listener its target groups are on: if any now sends it traffic, nothing is done.
 async fn apply<C: Cloud>(
@@ -761,15 +797,22 @@ async fn apply<C: Cloud>(
     routing: &ServiceRouting,
     action: &CleanupAction,
     now: SystemTime,
+    acted: bool,
 ) -> Result<(), Failure> {
     let changed = Failure::cloud(true);
     if let Some(fleet) = action.fleet() {
-        let Some(summary) = cloud.fleet_summary(fleet).await.map_err(changed)? else {
+        let read = Failure::cloud(acted);
+        let Some(summary) = cloud.fleet_summary(fleet).await.map_err(read)? else {
             return Ok(());
         };
         let target_groups: BTreeSet<TargetGroupArn> =
             summary.target_groups.iter().cloned().collect();
-        let forwards = all_forwards(cloud, &target_groups).await.map_err(changed)?;
+        // The service's own listener too, not only those the target groups' load balancers
+        // lead to: the router that moves traffic is the one most likely to have changed.
+        let own: Vec<ListenerArn> = listener(&routing.router).into_iter().collect();
+        let forwards = all_forwards(cloud, &target_groups, &own)
+            .await
+            .map_err(read)?;
         if let Some((tg, owner, weight)) = routed(&forwards, &summary.target_groups) {
             return Err(Failure::NeedsAttention(format!(
                 "fleet {fleet} of service {} was about to be retired, but target group {} now \

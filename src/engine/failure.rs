@@ -148,7 +148,7 @@ fn cloud_message(error: &CloudError, changed: bool) -> String {
         _ => "",
     };
     let resume = if changed {
-        "; the release stopped part-way, re-run the same command to resume"
+        "; it stopped part-way, re-run the same command to resume"
     } else {
         ""
     };

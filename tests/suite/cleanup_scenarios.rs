@@ -469,9 +469,6 @@ fn a_full_retirement_scales_the_expired_warm_fleet_to_zero_then_deletes_it() {
 
 /// The same retirement, held to the fake's own watch without the exception above.
 #[test]
-#[ignore = "bug (fake): its invariant 3 flags cleanup's scale-down of a warm fleet past its \
-            warm-until (`shrank warm fleet checkout-v2, which a rollback needs`); it should \
-            accept a warm fleet whose warm-until has passed"]
 fn the_fakes_warm_invariant_accepts_a_retirement() {
     let w = retired_world();
     assert_eq!(clean(&w).outcome, Outcome::Done);
@@ -605,10 +602,6 @@ fn a_transient_fault_at_every_call_converges_on_the_next_run() {
 /// A transient fault (throttling, a 5xx after the SDK's own retries) at any single call is
 /// ridden out by the one run, as deploy does: the run completes.
 #[test]
-#[ignore = "bug: cleanup rides out transient faults only on the observation's reads (and \
-            create_lock); one on a change, on the router re-read before a change, or on the \
-            lock's release fails the run with exit 5 (or leaves the lock behind); the next run \
-            finishes the work"]
 fn a_transient_fault_at_any_call_is_ridden_out_by_the_run() {
     let reference = rich_world();
     let before = reference.cloud.calls().len();

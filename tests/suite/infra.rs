@@ -389,7 +389,6 @@ fn the_sample_service_stack_is_what_greenlight_releases() {
 }
 
 #[test]
-#[ignore = "needs greenlight cleanup (landing)"]
 fn cleanup_retires_the_warm_fleet_of_a_stack_made_service_and_never_the_stacks_own_fleet() {
     let s = session();
     let stack = sample_stack(
