@@ -69,6 +69,7 @@ MOTO_API_PREFIXES = ("/moto-api", "/favicon.ico")
 
 # SigV4 credential scope: Credential=<key id>/<date>/<region>/<service>/aws4_request
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/[^/,\s]*/([^/,\s]+)/aws4_request")
+APP_NAME = re.compile(r"\bapp/([A-Za-z0-9!#$%&'*+.^_`|~-]+)")
 # Smithy RPC v2 CBOR (e.g. CloudWatch from the Rust SDK): POST /service/<svc>/operation/<Op>
 RPC_V2_PATH = re.compile(r"/service/[^/]+/operation/([^/]+)/?$")
 FORM_ACTION = re.compile(rb"(?:^|&)Action=([^&]*)")
@@ -204,7 +205,11 @@ def describe_request(environ: dict[str, Any], path: str) -> dict[str, Any]:
         action = _form_action(environ)
         if action is None:
             action = (parse_qs(environ.get("QUERY_STRING", "")).get("Action") or [None])[0]
-    return {"service": service, "action": action}
+    # Who sent it: the SDK puts the app name in its user agent (`app/greenlight`), so tests
+    # can tell greenlight's calls from their own setup's.
+    agent = environ.get("HTTP_USER_AGENT", "") + " " + environ.get("HTTP_X_AMZ_USER_AGENT", "")
+    app = APP_NAME.search(agent)
+    return {"service": service, "action": action, "app": app.group(1) if app else None}
 
 
 def _form_action(environ: dict[str, Any]) -> str | None:

@@ -69,6 +69,10 @@ impl AwsCloud {
         if let Some(profile) = profile {
             loader = loader.profile_name(profile);
         }
+        // `app/greenlight` in every call's user agent: CloudTrail shows who made a change.
+        if let Ok(app) = aws_config::AppName::new("greenlight") {
+            loader = loader.app_name(app);
+        }
         if let Some(region) = region {
             loader = loader.region(Region::new(region.to_owned()));
         }
