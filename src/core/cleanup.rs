@@ -188,7 +188,9 @@ pub enum Keep {
 impl Keep {
     pub fn describe(&self) -> String {
         match self {
-            Keep::Unmanaged => "not created by greenlight".to_owned(),
+            Keep::Unmanaged => "not created by greenlight (a first fleet, maybe a stack's); the next \
+                                  deploy into its slot replaces it"
+                .to_owned(),
             Keep::OtherService { service } => format!("belongs to service {service}"),
             Keep::InUse { phase: Some(phase) } => format!("{phase}"),
             Keep::InUse { phase: None } => "in use".to_owned(),
