@@ -204,5 +204,12 @@ echo "(exit $deploy_status: the release failed and traffic is back on v3, as exp
 step "greenlight status (after the failed canary)"
 show "$greenlight" --config "$verify_config" status
 
+sleep 2  # v4 failed a moment ago: let it be older than --keep-failed 1s
+step "greenlight cleanup --dry-run --keep-failed 1s (what a scheduled cleanup would retire)"
+show "$greenlight" --config "$verify_config" cleanup --dry-run --keep-failed 1s
+
+step "greenlight cleanup --keep-failed 1s (the failed v4 fleet goes; live and warm ones stay)"
+show "$greenlight" --config "$verify_config" cleanup --keep-failed 1s
+
 current_step="done"
 printf '\n%sdemo finished%s\n' "$bold" "$off"

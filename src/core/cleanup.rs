@@ -188,9 +188,11 @@ pub enum Keep {
 impl Keep {
     pub fn describe(&self) -> String {
         match self {
-            Keep::Unmanaged => "not created by greenlight (a first fleet, maybe a stack's); the next \
+            Keep::Unmanaged => {
+                "not created by greenlight (a first fleet, maybe a stack's); the next \
                                   deploy into its slot replaces it"
-                .to_owned(),
+                    .to_owned()
+            }
             Keep::OtherService { service } => format!("belongs to service {service}"),
             Keep::InUse { phase: Some(phase) } => format!("{phase}"),
             Keep::InUse { phase: None } => "in use".to_owned(),
@@ -199,11 +201,14 @@ impl Keep {
                 owner,
                 weight,
             } => format!(
-                "target group {} takes traffic (weight {weight} in {owner}), whatever its tags say",
-                target_group.short_name()
+                "target group {} takes traffic (weight {weight} on {}), whatever its tags say",
+                target_group.short_name(),
+                owner
+                    .split_once(":listener")
+                    .map_or(owner.as_str(), |(_, rest)| rest.trim_start_matches('/'))
             ),
             Keep::NotExpired { until } => {
-                format!("kept until {}", super::tags::timestamp(*until))
+                format!("not due until {}", super::tags::timestamp(*until))
             }
             Keep::NoExpiry => "warm with no warm-until tag".to_owned(),
             Keep::StillServing { requests } => format!(
@@ -419,6 +424,11 @@ fn fleet_decision(
     if let Some(k) = ownership(&routing.service, fleet) {
         return keep(k);
     }
+    let tags = ReleaseTags::read(&fleet.tags);
+    // Only warm and failed fleets are ever retired: the rest are kept for what they are.
+    if !matches!(tags.phase, Some(Phase::Warm | Phase::Failed)) {
+        return keep(Keep::InUse { phase: tags.phase });
+    }
     if let Some((target_group, owner, weight)) = routed(&view.forwards, &fleet.target_groups) {
         return keep(Keep::Routed {
             target_group,
@@ -426,7 +436,6 @@ fn fleet_decision(
             weight,
         });
     }
-    let tags = ReleaseTags::read(&fleet.tags);
     let lost = lost_traffic_at(view, &tags);
     let expired = match expiry(&tags, policy, now, lost) {
         Ok(why) => why,

@@ -400,10 +400,10 @@ fn what_cleanup_may_retire() {
         let items = plan_cleanup(&routing(), &view, &policy(), now);
         let fleet = format!("checkout-{}", view.fleets[1].tags[tags::RELEASE]);
         assert_eq!(kind(&decision_for(&items, &fleet)), want, "{name}");
-        // The live fleet is kept in every case (it takes traffic).
+        // The live fleet is kept in every case.
         assert_eq!(
             kind(&decision_for(&items, "checkout-v2")),
-            Want::Keep("routed"),
+            Want::Keep("in_use"),
             "{name}: live fleet"
         );
     }

@@ -273,7 +273,7 @@ fn an_expired_warm_fleet_is_planned_by_a_dry_run_then_retired_and_the_live_one_k
         "{planned}"
     );
     assert_eq!(decision(&events, &live)["decision"], "keep");
-    assert_eq!(decision(&events, &live)["reason"], "routed");
+    assert_eq!(decision(&events, &live)["reason"], "in_use");
     let done = events.last().unwrap();
     assert_eq!(done["event"], "cleanup_done");
     assert_eq!(done["dry_run"], true);
