@@ -12,6 +12,7 @@ mod concurrency;
 mod e2e;
 mod faults;
 mod harness;
+mod iam;
 mod infra;
 mod proxy;
 mod releases;
