@@ -14,4 +14,6 @@ pub mod core;
 pub mod engine;
 pub mod exit;
 pub mod fake;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod output;

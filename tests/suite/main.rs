@@ -14,6 +14,7 @@ mod faults;
 mod harness;
 mod iam;
 mod infra;
+mod lambda;
 mod proxy;
 mod releases;
 mod scenarios;
