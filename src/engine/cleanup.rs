@@ -208,7 +208,7 @@ pub async fn cleanup<C: Cloud, K: Clock>(
             if fleets.is_empty() {
                 return Err(Failure::BadInput(format!(
                     "no fleet is tagged greenlight:service = {name} in this region; check the \
-                     name and the region, or pass --config"
+                     service name and the region"
                 )));
             }
             report
