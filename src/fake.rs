@@ -736,6 +736,7 @@ fn summarize(name: &FleetName, fleet: &FakeFleet, now: SystemTime) -> FleetSumma
         target_groups: fleet.config.target_groups.clone(),
         suspended_processes: fleet.config.suspended_processes.clone(),
         deleting: fleet.deleted_at.is_some(),
+        launch_template: fleet.config.launch.template().cloned(),
     }
 }
 

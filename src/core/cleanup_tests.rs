@@ -102,6 +102,7 @@ fn fleet(
         target_groups: vec![tg(target_group)],
         suspended_processes: Vec::new(),
         deleting: false,
+        launch_template: None,
     }
 }
 

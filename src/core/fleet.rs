@@ -55,6 +55,9 @@ pub struct FleetSummary {
     /// A deletion is under way (`Status: Delete in progress`): the fleet is on its way out and
     /// no longer counts as occupying its slot.
     pub deleting: bool,
+    /// The launch template (and version) it launches from, when the group names it by id
+    /// (directly or in a mixed instances policy); `None` otherwise (by name, or none).
+    pub launch_template: Option<LaunchTemplateRef>,
 }
 
 impl FleetSummary {

@@ -202,6 +202,7 @@ mod tests {
             target_groups: vec![],
             suspended_processes: vec![],
             deleting: false,
+            launch_template: None,
         }
     }
 

@@ -615,10 +615,17 @@ async fn observe<C: Cloud>(
         routing.slots.get(Slot::A).clone(),
         routing.slots.get(Slot::B).clone(),
     ];
-    let (tagged, attached) = tokio::join!(
-        cloud.tagged_fleets(Some(&routing.service)),
-        cloud.fleets(&slots)
-    );
+    // Auto Scaling cannot filter by target group: finding the slots' fleets reads every group
+    // in the region. Cleaning one service that is fine, and catches a fleet in a slot that lost
+    // its tags; `--all` keeps to the tag filter (one page per service), so its cost grows with
+    // pages and due services, not with services times pages.
+    let (tagged, attached) = tokio::join!(cloud.tagged_fleets(Some(&routing.service)), async {
+        if single {
+            cloud.fleets(&slots).await
+        } else {
+            Ok(Vec::new())
+        }
+    });
     let mut fleets: BTreeMap<FleetName, FleetSummary> = BTreeMap::new();
     for fleet in tagged?.into_iter().chain(attached?) {
         fleets.insert(fleet.name.clone(), fleet);
@@ -720,17 +727,16 @@ async fn templates<C: Cloud>(
 ) -> Result<Vec<TemplateVersions>, CloudError> {
     let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for fleet in fleets.iter().filter(|f| !f.deleting) {
-        match cloud.fleet_config(&fleet.name).await {
-            Ok(config) => {
-                if let Some(t) = config.launch.template() {
-                    used.entry(t.id.clone())
-                        .or_default()
-                        .insert(t.version.clone());
-                }
-            }
-            Err(e) if e.kind == CloudErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if let Some(t) = &fleet.launch_template {
+            used.entry(t.id.clone())
+                .or_default()
+                .insert(t.version.clone());
+            continue;
         }
+        // Named by template name (a first fleet made by hand, say): which version it uses is
+        // not known without the full read, which cleanup's role is not granted. Keep every
+        // version rather than guess; the next deploy replaces that fleet.
+        return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for (template_id, versions_used) in used {

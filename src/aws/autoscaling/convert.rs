@@ -102,7 +102,20 @@ pub(super) fn summary(group: &sdk::AutoScalingGroup) -> CloudResult<FleetSummary
         .into_iter()
         .map(|t| (t.key, t.value))
         .collect::<BTreeMap<_, _>>();
+    let spec = group.launch_template().or_else(|| {
+        group
+            .mixed_instances_policy()
+            .and_then(|m| m.launch_template())
+            .and_then(|t| t.launch_template_specification())
+    });
+    let launch_template = spec.and_then(|spec| {
+        spec.launch_template_id().map(|id| LaunchTemplateRef {
+            id: id.to_owned(),
+            version: spec.version().unwrap_or(DEFAULT_VERSION).to_owned(),
+        })
+    });
     Ok(FleetSummary {
+        launch_template,
         name: FleetName::new(group_name(group)?),
         capacity: capacity(group)?,
         instances,

@@ -243,6 +243,7 @@ fn fleet(fleet_name: &str) -> F {
             target_groups: Vec::new(),
             suspended_processes: Vec::new(),
             deleting: false,
+            launch_template: None,
         },
         targets: Vec::new(),
     }
