@@ -3,7 +3,7 @@
 Each patch is small and says why it exists. They fall into groups:
 
 Modules: state.py (what we remember, the health-rule language), elbv2.py, autoscaling.py,
-launch_templates.py, cloudwatch.py (the patches), idempotency.py (ClientToken), patching.py
+launch_templates.py, cloudwatch.py, cleanup.py (the patches), idempotency.py (ClientToken), patching.py
 (how a patch is applied), cloudwatch_cbor.py (not a patch: a translator emulator.py puts in
 front of moto for Smithy RPC v2 CBOR requests, the protocol of the Rust SDK's CloudWatch).
 
@@ -16,6 +16,8 @@ front of moto for Smithy RPC v2 CBOR requests, the protocol of the Rust SDK's Cl
   termination, detach and delete drain targets instead of leaving them registered `healthy`.
 * Launch templates: SourceVersion, UserData in later versions, launching from the version
   the group names, live tags, and ClientToken idempotency on CreateLaunchTemplate(Version).
+* Launch template versions for cleanup: DeleteLaunchTemplateVersions (moto has none), versions
+  found by number and numbers never reused, DescribeLaunchTemplates(/Versions) paged (cleanup.py).
 * Smaller API gaps on the calls greenlight makes (see README.md, "Other fixes").
 * CloudWatch: DescribeAlarms applies all its filters, GetMetricData answers no datapoints for
   statistics moto cannot compute instead of failing (cloudwatch.py); Smithy RPC v2 CBOR <->
