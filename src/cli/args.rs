@@ -10,7 +10,7 @@ use crate::output::Format;
 #[derive(Debug, Parser)]
 #[command(
     name = "greenlight",
-    version,
+    version = crate::cli::VERSION,
     about = "Zero-downtime blue/green and canary releases of EC2 Auto Scaling groups behind an AWS load balancer",
     long_about = "Zero-downtime blue/green and canary releases of EC2 Auto Scaling groups behind an AWS load balancer.\n\n\
         deploy twins the live Auto Scaling group for a new release, waits until the twin is healthy \
@@ -146,6 +146,13 @@ pub enum Command {
         #[arg(long, default_value_t = crate::engine::cleanup::DEFAULT_CONCURRENCY)]
         concurrency: usize,
     },
+    /// Print a shell completion script: `greenlight completions bash > /etc/bash_completion.d/greenlight`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `greenlight man > /usr/local/share/man/man1/greenlight.1`.
+    Man,
     /// Remove the service's lock, whoever holds it (for a runner that is gone).
     #[command(after_help = crate::exit::HELP)]
     Unlock {
@@ -166,6 +173,8 @@ impl Command {
             Command::Status => "status",
             Command::Validate => "validate",
             Command::Cleanup { .. } => "cleanup",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
             Command::Unlock { .. } => "unlock",
         }
     }

@@ -233,6 +233,21 @@ fn watch_signals(stop: Stop, format: Format) {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "greenlight", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut out = std::io::stdout().lock();
+            return page.render(&mut out).map_err(|e| {
+                Failure::BadInput(format!("cannot write the man page to stdout: {e}"))
+            });
+        }
+        _ => {}
+    }
     if let Command::Cleanup {
         all, service: name, ..
     } = &cli.command
@@ -297,7 +312,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Format::Json => json::print_line(&validation),
             }
         }
-        Command::Cleanup { .. } => unreachable!("handled above"),
+        Command::Cleanup { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
         Command::Unlock { .. } => {
             let removed = force_unlock(&cloud, &spec).await?;
             match cli.output {

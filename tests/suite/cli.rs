@@ -257,3 +257,65 @@ fn region_from_the_environment_must_match_the_arns() {
         "{err}"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = greenlight().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown commit".into());
+    assert_eq!(
+        text.trim(),
+        format!("greenlight {} ({expected})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_need_no_config_and_no_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "_greenlight()"),
+        ("zsh", "#compdef greenlight"),
+        ("fish", "complete -c greenlight"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = greenlight()
+            .current_dir(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        // Every subcommand is completed, including the newest.
+        assert!(
+            script.contains("cleanup") && script.contains("rollback"),
+            "{shell}"
+        );
+    }
+    let out = greenlight()
+        .current_dir(dir.path())
+        .arg("man")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH greenlight 1"), "{page}");
+    assert!(
+        page.contains("cleanup") && page.contains("Exit codes"),
+        "{page}"
+    );
+
+    one_line_error(&["completions", "tcsh"], None, "invalid value 'tcsh'");
+}
