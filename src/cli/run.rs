@@ -28,6 +28,7 @@ use crate::output::cleanup::{CleanupPrinter, print_summary};
 use crate::output::{Format, human, json, reporter};
 
 pub fn main() -> ExitCode {
+    json::mark_start();
     let format = requested_format(std::env::args());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -83,7 +84,7 @@ pub fn main() -> ExitCode {
 /// The error, on stderr as one line, and as the last JSON event for machines.
 fn fail(format: Format, code: u8, message: &str) -> ExitCode {
     if format == Format::Json {
-        json::print_line(&Event::Error {
+        json::print_event(&Event::Error {
             exit_code: code,
             message: message.to_owned(),
         });

@@ -8,7 +8,7 @@ use crate::core::cleanup::{CleanupAction, Decision, Item};
 use crate::engine::cleanup::{CleanupEvent, CleanupReport, CleanupSink, Outcome};
 
 use super::Format;
-use super::json::print_line;
+use super::json::print_event;
 
 pub struct CleanupPrinter {
     format: Format,
@@ -27,7 +27,7 @@ impl CleanupPrinter {
 impl CleanupSink for CleanupPrinter {
     fn event(&self, event: &CleanupEvent) {
         match self.format {
-            Format::Json => print_line(event),
+            Format::Json => print_event(event),
             Format::Human => {
                 let elapsed = self.started.elapsed().as_secs();
                 let mut out = std::io::stdout().lock();
@@ -147,7 +147,7 @@ pub fn print_summary(report: &CleanupReport, format: Format) {
             if let Some(map) = value.as_object_mut() {
                 map.insert("event".into(), "cleanup_done".into());
             }
-            print_line(&value);
+            print_event(&value);
         }
         Format::Human => {
             let count = |f: &dyn Fn(&Outcome) -> bool| {

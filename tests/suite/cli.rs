@@ -319,3 +319,28 @@ fn completions_and_the_man_page_need_no_config_and_no_aws() {
 
     one_line_error(&["completions", "tcsh"], None, "invalid value 'tcsh'");
 }
+
+#[test]
+fn json_events_say_when_they_happened_and_how_long_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = greenlight()
+        .current_dir(dir.path())
+        .args(["--output", "json", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let event: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(event["event"], "error");
+    let time = event["time"].as_str().expect("time");
+    let when = humantime::parse_rfc3339(time).expect("RFC 3339");
+    let age = std::time::SystemTime::now()
+        .duration_since(when)
+        .expect("not in the future");
+    assert!(age < std::time::Duration::from_secs(60), "{time}");
+    assert!(
+        time.ends_with('Z') && time.contains('.'),
+        "UTC, milliseconds: {time}"
+    );
+    assert!(event["elapsed_ms"].as_u64().is_some(), "{event}");
+}
