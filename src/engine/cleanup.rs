@@ -454,19 +454,8 @@ async fn clean_service<C: Cloud, K: Clock>(
                     single,
                 )
                 .await;
-                // A lock left behind expires on its own and the next run takes it over, but a
-                // blip should not keep others out for a whole lifetime.
-                for attempt in 0..4u32 {
-                    match lease.release(runner.cloud).await {
-                        Err(e) if e.transient() && attempt < 3 => {
-                            runner
-                                .clock
-                                .sleep(Duration::from_millis(500) * 2u32.pow(attempt))
-                                .await;
-                        }
-                        _ => break,
-                    }
-                }
+                // A lock left behind expires on its own and the next run takes it over.
+                let _ = lease.release_patiently(runner.cloud, runner.clock).await;
                 result
             }
             Err(Failure::Locked(lock)) => Ok(Outcome::Locked {

@@ -1,8 +1,6 @@
 //! What every command runs with: the cloud, the clock, the config, the stop signal, and who this
 //! runner is (for the lock).
 
-use std::time::Duration;
-
 use crate::core::cloud::{Cloud, CloudErrorKind};
 use crate::core::lock::Holder;
 use crate::core::spec::Spec;
@@ -13,10 +11,6 @@ use super::events::{Event, Reporter};
 use super::failure::Failure;
 use super::lease::Lease;
 use super::stop::Stop;
-
-/// How often releasing the lock is tried, and the first wait between tries.
-const RELEASE_TRIES: u32 = 4;
-const RELEASE_RETRY: Duration = Duration::from_millis(500);
 
 pub struct Context<'a, C, K> {
     pub cloud: &'a C,
@@ -82,18 +76,8 @@ impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
     /// Throttling and 5xx are tried again a few times first: a lock left behind keeps other
     /// runners out until it expires.
     pub async fn unlock(&self, lease: Lease, reporter: &mut dyn Reporter) {
-        let mut wait = RELEASE_RETRY;
-        let mut tries = 1;
-        let error = loop {
-            match lease.release(self.cloud).await {
-                Ok(()) => return,
-                Err(e) if e.transient() && tries < RELEASE_TRIES => {
-                    self.clock.sleep(wait).await;
-                    wait *= 2;
-                    tries += 1;
-                }
-                Err(e) => break e,
-            }
+        let Err(error) = lease.release_patiently(self.cloud, self.clock).await else {
+            return;
         };
         reporter.report(&Event::Warning {
             message: format!(

@@ -9,6 +9,7 @@ use crate::core::names::ServiceName;
 use crate::core::spec::Spec;
 use crate::core::tags::timestamp;
 
+use super::clock::Clock;
 use super::failure::Failure;
 
 /// How often acquiring may find the lock changing hands before giving up.
@@ -17,6 +18,10 @@ const ACQUIRE_ATTEMPTS: u32 = 3;
 /// How long a holder trusts its lock without looking: no one can take it over before it expires,
 /// but `unlock --force` can remove it at any time, so before a change the holder looks again
 /// once this long has passed since it last did.
+/// How often releasing the lock is tried, and the first wait between tries.
+const RELEASE_TRIES: u32 = 4;
+const RELEASE_RETRY: Duration = Duration::from_millis(500);
+
 pub const VERIFY_EVERY: Duration = Duration::from_secs(2);
 
 /// The lock, held.
@@ -249,6 +254,27 @@ impl Lease {
     /// Hands the lock back. Deletes exactly this lock object, never a successor.
     pub async fn release<C: Cloud>(&self, cloud: &C) -> Result<(), CloudError> {
         cloud.delete_lock(&self.record.id).await
+    }
+
+    /// [`Lease::release`], tried again a few times (with doubling waits) on throttling, 5xx
+    /// and lost connections: a lock left behind keeps other runners out until it expires.
+    pub async fn release_patiently<C: Cloud, K: Clock>(
+        &self,
+        cloud: &C,
+        clock: &K,
+    ) -> Result<(), CloudError> {
+        let mut wait = RELEASE_RETRY;
+        let mut tries = 1;
+        loop {
+            match self.release(cloud).await {
+                Err(e) if e.transient() && tries < RELEASE_TRIES => {
+                    clock.sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
     }
 }
 
