@@ -44,8 +44,43 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub profile: Option<String>,
 
+    /// Log what greenlight does on stderr: -v decisions and actions, -vv every AWS call
+    /// (RUST_LOG, when set, decides instead).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log everything, the AWS SDK's own internals included (as RUST_LOG=trace).
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Log lines on stderr as text or as JSON objects (one per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GREENLIGHT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Colour in human output: auto (a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line (fields flattened, span fields included).
+    Json,
+}
+
+/// `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal, unless NO_COLOR is set (CLICOLOR_FORCE forces it).
+    Auto,
+    Always,
+    Never,
 }
 
 /// `--strategy` values.
@@ -110,7 +145,17 @@ pub enum Command {
     },
     /// Show where traffic goes, the fleets behind each slot, the release in progress, the lock.
     #[command(after_help = crate::exit::HELP)]
-    Status,
+    Status {
+        /// Redraw every --interval until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: exit once no release is in progress (0), or when one failed (3).
+        #[arg(long, requires = "watch")]
+        until_settled: bool,
+        /// Time between two reads with --watch.
+        #[arg(long, default_value = "2s", requires = "watch")]
+        interval: String,
+    },
     /// Check the config and the AWS resources it names, changing nothing.
     #[command(after_help = crate::exit::HELP)]
     Validate,
@@ -170,7 +215,7 @@ impl Command {
             Command::Promote { .. } => "promote",
             Command::Abort => "abort",
             Command::Rollback { .. } => "rollback",
-            Command::Status => "status",
+            Command::Status { .. } => "status",
             Command::Validate => "validate",
             Command::Cleanup { .. } => "cleanup",
             Command::Completions { .. } => "completions",

@@ -299,7 +299,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             rollback::rollback(&ctx, reporter.as_mut(), to.as_deref()).await?;
         }
-        Command::Status => {
+        Command::Status { .. } => {
             let report = status::status(&cloud, &spec, SystemClock.now()).await?;
             match cli.output {
                 Format::Human => human::print_status(&report),

@@ -235,6 +235,8 @@ struct Tour<'s> {
     /// What the `cleanup` steps called.
     by_cleanup: Called,
     started: Instant,
+    /// The last step's arguments.
+    last: Option<Vec<String>>,
 }
 
 impl Tour<'_> {
@@ -270,7 +272,21 @@ impl Tour<'_> {
             "greenlight {step} made no AWS call the emulator saw as greenlight's (user agent \
              app/greenlight)"
         );
-        let cleanup = args.first() == Some(&"cleanup");
+        self.last = Some(args.iter().map(|a| a.to_string()).collect());
+        self.record(calls);
+        run
+    }
+
+    fn record(&mut self, calls: Vec<String>) {
+        let Some(args) = &self.last else {
+            assert!(
+                calls.is_empty(),
+                "greenlight calls before any step: {calls:?}"
+            );
+            return;
+        };
+        let step = args.join(" ");
+        let cleanup = args.first().map(String::as_str) == Some("cleanup");
         for action in calls {
             if cleanup {
                 self.by_cleanup
@@ -280,16 +296,20 @@ impl Tour<'_> {
             }
             self.called.entry(action).or_default().insert(step.clone());
         }
-        run
     }
 
     /// Skips what the test's own SDK calls and seed.py made since the last step.
+    ///
+    /// A greenlight call logged now was still sent by the last step: the emulator logs a request
+    /// when a server thread takes it up, and under load an attempt greenlight abandoned at its
+    /// per-call timeout (and retried) can be taken up after the process exited. It counts as
+    /// the last step's.
     fn skip_others(&mut self) {
         let (calls, _, total) = greenlight_calls(self.s, self.mark);
-        assert!(
-            calls.is_empty(),
-            "greenlight calls between steps: {calls:?}"
-        );
+        if !calls.is_empty() {
+            eprintln!("late calls of the last step: {calls:?}");
+        }
+        self.record(calls);
         self.mark = total;
     }
 }
@@ -480,6 +500,7 @@ fn tour(s: &Session) -> (Called, Called) {
         called: BTreeMap::new(),
         by_cleanup: BTreeMap::new(),
         started,
+        last: None,
     };
     t.skip_others();
     let (image1, image2) = (seeded.image(1), seeded.image(2));

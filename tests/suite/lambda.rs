@@ -298,6 +298,20 @@ fn bootstrap(aws: &[(&'static str, String)], env: &[(&str, &str)], events: Vec<V
         std::thread::sleep(Duration::from_millis(20));
     };
     if exited.is_none() {
+        // The bootstrap is done with the last event once it asks for the next one: wait for that
+        // (bounded) so the log and the request list are complete, whatever the machine's load.
+        let asked = || {
+            let state = api.state.lock().unwrap();
+            state
+                .requests
+                .iter()
+                .filter(|r| r.ends_with("/invocation/next"))
+                .count()
+        };
+        let waiting = Instant::now();
+        while asked() <= count && waiting.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
     }
