@@ -11,6 +11,10 @@
 //! a last `cleanup_done` line. The response is the report; if a service failed, the invocation
 //! fails with error type `CleanupFailed` naming each failed service (the others' results are in
 //! the logged report). A bad event or environment is error type `BadInput`, naming the field.
+//!
+//! Logs (what cleanup observes, decides and applies; with `greenlight=debug`, every AWS call) are
+//! JSON lines on stderr, each with the invocation's `request_id` in its span: the filter is
+//! `GREENLIGHT_LOG`, else `RUST_LOG`, else `warn,greenlight=info` ([`crate::logging::init_lambda`]).
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -435,6 +439,7 @@ impl Log for Stdout<'_> {
 
 /// The `bootstrap` binary: the Lambda runtime loop, invocation after invocation.
 pub fn main() -> ExitCode {
+    crate::logging::init_lambda();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -487,7 +492,9 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
         let log = Stdout {
             request_id: &context.request_id,
         };
-        handle(&runner, defaults, &payload, deadline, &log).await
+        let span = tracing::info_span!("invocation", request_id = %context.request_id);
+        tracing::Instrument::instrument(handle(&runner, defaults, &payload, deadline, &log), span)
+            .await
     }))
     .await
 }

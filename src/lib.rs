@@ -16,4 +16,5 @@ pub mod exit;
 pub mod fake;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod logging;
 pub mod output;

@@ -41,7 +41,12 @@ pub(crate) struct AutoScaling {
 impl AutoScaling {
     pub(crate) fn new(conf: &SdkConfig) -> AutoScaling {
         AutoScaling {
-            client: Client::new(conf),
+            // Every call logged at -vv (src/aws/trace.rs).
+            client: Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(conf)
+                    .interceptor(super::trace::CallLog)
+                    .build(),
+            ),
             endpoint: Endpoint::new(
                 "Auto Scaling",
                 conf.endpoint_url(),

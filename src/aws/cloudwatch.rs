@@ -43,7 +43,12 @@ pub(crate) struct CloudWatch {
 impl CloudWatch {
     pub(crate) fn new(conf: &SdkConfig) -> CloudWatch {
         CloudWatch {
-            client: Client::new(conf),
+            // Every call logged at -vv (src/aws/trace.rs).
+            client: Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(conf)
+                    .interceptor(super::trace::CallLog)
+                    .build(),
+            ),
             endpoint: Endpoint::new(
                 "CloudWatch",
                 conf.endpoint_url(),

@@ -42,7 +42,12 @@ pub(crate) struct Ec2 {
 impl Ec2 {
     pub(crate) fn new(conf: &SdkConfig) -> Ec2 {
         Ec2 {
-            client: Client::new(conf),
+            // Every call logged at -vv (src/aws/trace.rs).
+            client: Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(conf)
+                    .interceptor(super::trace::CallLog)
+                    .build(),
+            ),
             endpoint: Endpoint::new(
                 "EC2",
                 conf.endpoint_url(),

@@ -59,7 +59,12 @@ pub(crate) struct Elbv2 {
 impl Elbv2 {
     pub(crate) fn new(conf: &SdkConfig) -> Elbv2 {
         Elbv2 {
-            client: Client::new(conf),
+            // Every call logged at -vv (src/aws/trace.rs).
+            client: Client::from_conf(
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(conf)
+                    .interceptor(super::trace::CallLog)
+                    .build(),
+            ),
             endpoint: Endpoint::new(
                 "Elastic Load Balancing",
                 conf.endpoint_url(),

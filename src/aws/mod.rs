@@ -5,6 +5,7 @@ mod cloudwatch;
 mod ec2;
 mod elbv2;
 mod error;
+mod trace;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

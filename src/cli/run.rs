@@ -34,6 +34,17 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, format),
     };
+    // Logs on stderr, as -v/-vv/--debug/RUST_LOG ask (none by default).
+    crate::logging::init(&crate::logging::Options {
+        verbose: cli.verbose,
+        debug: cli.debug,
+        json: cli.log_format == super::args::LogFormat::Json,
+        color: match cli.color {
+            super::args::ColorChoice::Always => Some(true),
+            super::args::ColorChoice::Never => Some(false),
+            super::args::ColorChoice::Auto => None,
+        },
+    });
     let profile = cli
         .profile
         .clone()

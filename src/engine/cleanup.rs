@@ -498,11 +498,13 @@ async fn pass<C: Cloud, K: Clock>(
         })
         .await
         .map_err(Failure::cloud(acted))?;
-        let items = plan_cleanup(routing, &view, &options.policy, now);
+        let items = tracing::info_span!("decide", service = %routing.service)
+            .in_scope(|| plan_cleanup(routing, &view, &options.policy, now));
         for item in &items {
             let key = serde_json::to_string(&item.subject).unwrap_or_default();
             if said.get(&key) != Some(&item.decision) {
                 said.insert(key, item.decision.clone());
+                crate::logging::cleanup_decided(&service, item);
                 sink.event(&CleanupEvent::CleanupItem {
                     service: service.clone(),
                     dry_run: options.dry_run,
@@ -593,6 +595,7 @@ async fn pass<C: Cloud, K: Clock>(
 
 /// One observation of everything cleanup decides on. Target groups, listeners and templates
 /// are read once each however many fleets share them; independent reads go out together.
+#[tracing::instrument(name = "observe", level = "info", skip_all, fields(service = %routing.service))]
 async fn observe<C: Cloud>(
     cloud: &C,
     routing: &ServiceRouting,
@@ -764,6 +767,12 @@ async fn templates<C: Cloud>(
 
 /// [`apply`], riding out throttling, 5xx and lost connections for a minute like every command:
 /// each action is safe to repeat.
+#[tracing::instrument(
+    name = "apply",
+    level = "info",
+    skip_all,
+    fields(service = %routing.service, action = action.name())
+)]
 async fn apply_patiently<C: Cloud, K: Clock>(
     runner: &Runner<'_, C, K>,
     routing: &ServiceRouting,
@@ -772,6 +781,7 @@ async fn apply_patiently<C: Cloud, K: Clock>(
 ) -> Result<(), Failure> {
     let give_up = runner.clock.now() + super::driver::TRANSIENT_PATIENCE;
     let mut backoff = super::backoff::Backoff::new(Duration::from_millis(500));
+    let started = std::time::Instant::now();
     loop {
         let now = runner.clock.now();
         match apply(runner.cloud, routing, action, now, acted).await {
@@ -780,7 +790,10 @@ async fn apply_patiently<C: Cloud, K: Clock>(
             {
                 runner.clock.sleep(backoff.next_wait(now, give_up)).await;
             }
-            other => return other,
+            other => {
+                crate::logging::applied(action.name(), &other, started);
+                return other;
+            }
         }
     }
 }

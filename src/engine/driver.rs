@@ -119,6 +119,8 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
         let mut last_seen: Option<Observed> = None;
         // The fleet whose health the last wait was on.
         let mut health_wait: Option<FleetName> = None;
+        // The decisions, logged at -v when they change.
+        let mut trail = crate::logging::Trail::default();
         loop {
             self.check_stop(last_seen.as_ref(), options)?;
             let now = self.clock.now();
@@ -137,7 +139,12 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                 self.reporter.report(&event);
             }
             let now = self.clock.now();
-            let decision = decide(&observed, now);
+            let decision = {
+                let _span = tracing::info_span!("decide").entered();
+                let decision = decide(&observed, now);
+                trail.decided(&decision);
+                decision
+            };
             if let (Decision::Act(_), Some(fleet)) = (&decision, health_wait.take()) {
                 // Waiting on green's health is over: say where it got to, as the wait did.
                 if let Some(event) = health_now(&observed, &fleet) {

@@ -28,7 +28,30 @@ pub struct Applied {
     pub hooks: Vec<HookRun>,
 }
 
+/// Applies `action`, in a span `apply{action, fleet}`; logs how it went (`-v`).
 pub async fn apply<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    action: &Action,
+    now: SystemTime,
+) -> Result<Applied, Failure> {
+    use tracing::Instrument as _;
+    let span = tracing::info_span!(
+        "apply",
+        action = action.name(),
+        fleet = action.fleet().map(|f| f.as_str())
+    );
+    async {
+        let started = std::time::Instant::now();
+        let result = apply_action(cloud, spec, action, now).await;
+        crate::logging::applied(action.name(), &result, started);
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn apply_action<C: Cloud>(
     cloud: &C,
     spec: &Spec,
     action: &Action,

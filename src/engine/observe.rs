@@ -11,6 +11,7 @@ use crate::core::router::{RouterId, Slot};
 use crate::core::spec::Spec;
 use crate::core::test_traffic::listener_of;
 
+#[tracing::instrument(name = "observe", level = "info", skip_all)]
 pub async fn observe<C: Cloud>(cloud: &C, spec: &Spec) -> CloudResult<Observed> {
     let target_groups = [
         spec.slots.get(Slot::A).clone(),
@@ -35,11 +36,13 @@ pub async fn observe<C: Cloud>(cloud: &C, spec: &Spec) -> CloudResult<Observed> 
     };
     let a = slot(&target_groups[0], targets_a?);
     let b = slot(&target_groups[1], targets_b?);
-    Ok(Observed {
+    let observed = Observed {
         router,
         slots: [a, b],
         verify: verify?,
-    })
+    };
+    crate::logging::observed(spec, &observed);
+    Ok(observed)
 }
 
 /// Test traffic and alarms, as far as the config names them.
@@ -83,6 +86,7 @@ async fn observe_verification<C: Cloud>(cloud: &C, spec: &Spec) -> CloudResult<V
 
 /// Adds green's and blue's metrics over green's current step to `observed`, when the next
 /// decision is at a gate that compares them ([`metrics_due`]): not at every poll of a pause.
+#[tracing::instrument(name = "metrics", level = "debug", skip_all)]
 pub async fn with_metrics<C: Cloud>(
     cloud: &C,
     spec: &Spec,
