@@ -9,10 +9,9 @@
 //!
 //! Spans: `observe`, `decide`, `apply{action}` (and `fleet` when the action has one), and
 //! `aws{service, operation, attempt, latency_ms, status, request_id, error}` per AWS call
-//! attempt (src/aws/trace.rs). The Lambda (`bootstrap`) logs JSON at `info` unless
-//! `GREENLIGHT_LOG` or `RUST_LOG` says otherwise ([`init_lambda`]).
+//! attempt (src/aws/trace.rs). The Lambda (`bootstrap`) logs JSON lines with greenlight's info
+//! and everyone's warnings unless `GREENLIGHT_LOG` or `RUST_LOG` says otherwise ([`init_lambda`]).
 
-use std::io::IsTerminal as _;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -85,10 +84,11 @@ fn parse(directives: &str) -> Result<EnvFilter, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Whether log lines carry ANSI colour: as `--color` says, else only on a terminal and without
-/// `NO_COLOR` (any non-empty value, as no-color.org says).
-pub fn ansi(color: Option<bool>, stderr_is_terminal: bool, no_color: Option<&str>) -> bool {
-    color.unwrap_or(stderr_is_terminal && no_color.is_none_or(str::is_empty))
+/// Whether log lines carry ANSI colour: as `--color always|never` says, else as `auto` decides
+/// for stderr (`auto_for_stderr`): the same rules as human output (anstream's: a terminal, and
+/// not `NO_COLOR`, `CLICOLOR=0` or `TERM=dumb`; `CLICOLOR_FORCE` forces it).
+pub fn ansi(color: Option<bool>, auto_for_stderr: impl FnOnce() -> bool) -> bool {
+    color.unwrap_or_else(auto_for_stderr)
 }
 
 /// Installs the CLI's logger, as `options` and `RUST_LOG` ask; installs nothing when they ask
@@ -105,12 +105,9 @@ pub fn init(options: &Options) {
     let Some(directives) = directives else {
         return;
     };
-    let no_color = std::env::var("NO_COLOR").ok();
-    let ansi = ansi(
-        options.color,
-        std::io::stderr().is_terminal(),
-        no_color.as_deref(),
-    );
+    let ansi = ansi(options.color, || {
+        anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+    });
     install(&directives, options.json, ansi);
 }
 
@@ -397,13 +394,11 @@ mod tests {
     }
 
     #[test]
-    fn colour_only_on_a_terminal_without_no_color_unless_forced() {
-        assert!(ansi(None, true, None));
-        assert!(ansi(None, true, Some("")));
-        assert!(!ansi(None, true, Some("1")));
-        assert!(!ansi(None, false, None));
-        assert!(ansi(Some(true), false, Some("1")));
-        assert!(!ansi(Some(false), true, None));
+    fn colour_as_color_says_else_as_auto_decides_for_stderr() {
+        assert!(ansi(None, || true));
+        assert!(!ansi(None, || false));
+        assert!(ansi(Some(true), || false));
+        assert!(!ansi(Some(false), || true));
     }
 
     #[test]
