@@ -115,8 +115,9 @@ seconds=$(($(date +%s) - started))
 
 # Everything below reads the events with jq; a line that is not JSON (there should be none) is
 # skipped rather than failing the step.
-summary="$(jq -R 'fromjson? // empty' "$events" | jq -s --arg command "$command" --argjson code "$code" '
-    def by_code:
+summary="$(jq -R -s --arg command "$command" --argjson code "$code" '
+    [split("\n")[] | fromjson? // empty]
+    | def by_code:
         if $code == 0 then "ok" elif $code == 2 then "bad_input" elif $code == 3 then "failed"
         elif $code == 4 then "busy" elif $code == 5 then "needs_attention"
         elif $code == 130 or $code == 143 then "interrupted" else "error" end;
@@ -156,26 +157,25 @@ summary="$(jq -R 'fromjson? // empty' "$events" | jq -s --arg command "$command"
         paused_at: (map(select(.event == "paused")) | last
             | if . then "step \(.step)/\(.of) (\(.weight)%)" else "" end),
         steps: (map(select(.event == "step") | .action + (if .weight then " \(.weight)%" else "" end)))
-      }')" || summary=""
+      }' "$events")" || summary=""
 if [[ -z "$summary" ]]; then
     summary="$(jq -n --arg command "$command" --argjson code "$code" \
         '{command: $command, exit_code: $code, outcome: "error", release: "", live_release: "",
           slot: "", message: "the event stream could not be read", reasons: [], warnings: [],
           service: "", plan: "", paused_at: "", steps: []}')"
 fi
-get() { jq -r ".$1" <<<"$summary"; }
-
-outcome="$(get outcome)"
+# One jq for all the values (@sh quotes them for the shell).
+outcome="" release="" live_release="" slot="" message=""
+eval "$(jq -r '@sh "outcome=\(.outcome) release=\(.release) live_release=\(.live_release) slot=\(.slot) message=\(.message)"' <<<"$summary")"
 output outcome "$outcome"
-output release "$(get release)"
-output live-release "$(get live_release)"
-output slot "$(get slot)"
+output release "$release"
+output live-release "$live_release"
+output slot "$slot"
 output exit-code "$code"
-output message "$(get message)"
+output message "$message"
 output events-file "$events"
 
 if [[ "$code" -ne 0 ]]; then
-    message="$(get message)"
     echo "::error title=greenlight $command $outcome (exit $code)::$(escape_data "${message:-greenlight exited $code}")"
 fi
 

@@ -95,6 +95,17 @@ fn yaml(path: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// action.yml and the buildspec, parsed once per test process.
+fn action_yml() -> &'static Value {
+    static PARSED: OnceLock<Value> = OnceLock::new();
+    PARSED.get_or_init(|| yaml(&root().join("action.yml")))
+}
+
+fn buildspec() -> &'static Value {
+    static PARSED: OnceLock<Value> = OnceLock::new();
+    PARSED.get_or_init(|| yaml(&root().join("examples/codebuild/buildspec.yml")))
+}
+
 fn s(v: &Value) -> &str {
     v.as_str()
         .unwrap_or_else(|| panic!("expected a string: {v}"))
@@ -198,7 +209,7 @@ fn run_action(
     workspace: &Path,
     path: &[PathBuf],
 ) -> ActionRun {
-    let action = yaml(&root().join("action.yml"));
+    let action = action_yml();
     assert_eq!(s(&action["runs"]["using"]), "composite");
     let mut inputs: BTreeMap<String, String> = action["inputs"]
         .as_object()
@@ -594,10 +605,10 @@ fn packaged() -> &'static Packaged {
         if let Ok(entries) = fs::read_dir(tmp) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(pid) = name.strip_prefix("pipelines-release-") {
-                    if !Path::new("/proc").join(pid).exists() {
-                        let _ = fs::remove_dir_all(entry.path());
-                    }
+                if let Some(pid) = name.strip_prefix("pipelines-release-")
+                    && !Path::new("/proc").join(pid).exists()
+                {
+                    let _ = fs::remove_dir_all(entry.path());
                 }
             }
         }
@@ -850,7 +861,7 @@ fn greenlight_vars(script: &str) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn action_yml_env_mapping_and_scripts_agree() {
-    let action = yaml(&root().join("action.yml"));
+    let action = action_yml();
     let inputs: Vec<String> = action["inputs"]
         .as_object()
         .unwrap()
@@ -1145,7 +1156,7 @@ fn codepipeline_template_passes_cfn_lint() {
 /// (required), finally).
 fn buildspec_problems(spec: &Value) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut keys =
+    let keys =
         |v: &Value, at: &str, allowed: &[&str], problems: &mut Vec<String>| match v.as_object() {
             Some(map) => {
                 for k in map.keys() {
@@ -1194,21 +1205,19 @@ fn buildspec_problems(spec: &Value) -> Vec<String> {
             ],
             &mut problems,
         );
-        if let Some(shell) = env.get("shell") {
-            if !["bash", "/bin/sh", "sh", "powershell.exe", "cmd.exe", "pwsh"]
+        if let Some(shell) = env.get("shell")
+            && !["bash", "/bin/sh", "sh", "powershell.exe", "cmd.exe", "pwsh"]
                 .contains(&shell.as_str().unwrap_or_default())
-            {
-                problems.push(format!("env.shell: {shell}"));
-            }
+        {
+            problems.push(format!("env.shell: {shell}"));
         }
         for map in ["variables", "parameter-store", "secrets-manager"] {
-            if let Some(m) = env.get(map) {
-                if !m
+            if let Some(m) = env.get(map)
+                && !m
                     .as_object()
                     .is_some_and(|o| o.values().all(|v| v.is_string()))
-                {
-                    problems.push(format!("env.{map}: values must be strings (quote them)"));
-                }
+            {
+                problems.push(format!("env.{map}: values must be strings (quote them)"));
             }
         }
         if let Some(e) = env.get("exported-variables") {
@@ -1274,8 +1283,8 @@ fn buildspec_problems(spec: &Value) -> Vec<String> {
 
 #[test]
 fn buildspec_has_only_documented_keys() {
-    let spec = yaml(&root().join("examples/codebuild/buildspec.yml"));
-    assert_eq!(buildspec_problems(&spec), Vec::<String>::new());
+    let spec = buildspec();
+    assert_eq!(buildspec_problems(spec), Vec::<String>::new());
     // Every exported variable is exported by the build commands.
     let build = spec["phases"]["build"]["commands"]
         .as_array()
@@ -1467,7 +1476,7 @@ fn shell_scripts_and_steps_pass_shellcheck() {
     .map(|f| root().join(f))
     .collect();
     // The buildspec's commands, as the one bash script CodeBuild runs them in.
-    let spec = yaml(&root().join("examples/codebuild/buildspec.yml"));
+    let spec = buildspec();
     let mut buildspec = String::from("#!/usr/bin/env bash\n");
     for (name, value) in spec["env"]["variables"].as_object().unwrap() {
         buildspec.push_str(&format!("export {name}={}\n", s(value)));
@@ -1530,7 +1539,7 @@ struct Ran {
 /// command in one shell, one after the other; the first that fails (non-zero status) ends the
 /// build with it. Environment: the buildspec's variables, overridden by `env`.
 fn run_buildspec(env: &[(&str, String)], cwd: &Path) -> Ran {
-    let spec = yaml(&root().join("examples/codebuild/buildspec.yml"));
+    let spec = buildspec();
     assert_eq!(s(&spec["env"]["shell"]), "bash");
     let tmp = tempfile::tempdir().unwrap();
     let exports = tmp.path().join("exported");
