@@ -245,6 +245,11 @@ fn watch_signals(stop: Stop, format: Format) {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    crate::output::set_color(match cli.color {
+        super::args::ColorChoice::Auto => None,
+        super::args::ColorChoice::Always => Some(true),
+        super::args::ColorChoice::Never => Some(false),
+    });
     match &cli.command {
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -310,10 +315,38 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             rollback::rollback(&ctx, reporter.as_mut(), to.as_deref()).await?;
         }
+        Command::Status {
+            watch: true,
+            until_settled,
+            interval,
+        } => {
+            let interval = parse_duration("--interval", interval).map_err(Failure::Config)?;
+            if interval < std::time::Duration::from_secs(1) {
+                return Err(Failure::BadInput(format!(
+                    "--interval {} is too short; use 1s or more",
+                    humantime::format_duration(interval)
+                )));
+            }
+            let options = status::WatchOptions {
+                interval,
+                until_settled: *until_settled,
+            };
+            let mut view = crate::output::progress::StatusView::stdout(cli.output, interval);
+            status::watch(
+                &cloud,
+                &SystemClock,
+                &spec,
+                &stop,
+                options,
+                &mut |read, now| view.show(read, now),
+            )
+            .await?;
+        }
         Command::Status { .. } => {
-            let report = status::status(&cloud, &spec, SystemClock.now()).await?;
+            let now = SystemClock.now();
+            let report = status::status(&cloud, &spec, now).await?;
             match cli.output {
-                Format::Human => human::print_status(&report),
+                Format::Human => human::print_status(&report, now),
                 Format::Json => json::print_line(&report),
             }
         }

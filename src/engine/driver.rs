@@ -14,7 +14,7 @@ use crate::core::spec::Spec;
 
 use super::backoff::Backoff;
 use super::clock::Clock;
-use super::events::{Event, Reporter};
+use super::events::{Event, Reporter, TICK_EVERY};
 use super::execute::{Applied, apply};
 use super::failure::Failure;
 use super::lease::Lease;
@@ -281,10 +281,12 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                     if options.stop_at_gate && matches!(wait.why, WaitReason::Gate { .. }) {
                         return Ok(Ending::Paused(wait.why));
                     }
+                    self.reporter.tick(&wait, now);
                     let end = wait
                         .until
                         .unwrap_or(now + super::backoff::MAX_POLL_INTERVAL);
-                    self.pause(backoff.next_wait(now, end)).await?;
+                    self.pause_ticking(backoff.next_wait(now, end), &wait)
+                        .await?;
                 }
                 Decision::Done(done) => return Ok(Ending::Done(done)),
                 Decision::Refuse(refusal) => {
@@ -343,6 +345,24 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                         Ok(()) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// [`Driver::pause`] in slices of at most [`TICK_EVERY`], telling the reporter after each
+    /// that the wait goes on: a terminal's progress line redraws, a log gets its heartbeat.
+    async fn pause_ticking(&mut self, duration: Duration, wait: &Wait) -> Result<(), Failure> {
+        let end = self.clock.now() + duration;
+        loop {
+            let now = self.clock.now();
+            if now >= end || self.stop.requested().is_some() {
+                return Ok(());
+            }
+            self.pause(end.duration_since(now).unwrap_or_default().min(TICK_EVERY))
+                .await?;
+            let now = self.clock.now();
+            if now < end {
+                self.reporter.tick(wait, now);
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::core::decide::{Action, Wait, WaitReason};
 use crate::core::health::FleetHealth;
@@ -192,9 +192,19 @@ impl Event {
     }
 }
 
+/// How often, at most, a command that waits lets its reporter know (see [`Reporter::tick`]).
+pub const TICK_EVERY: Duration = Duration::from_secs(5);
+
 /// Where events go.
 pub trait Reporter: Send {
     fn report(&mut self, event: &Event);
+
+    /// The command is still waiting on `wait` at `now`: called on every poll, and at least
+    /// every [`TICK_EVERY`] while it sleeps between polls. Events say when a wait changes;
+    /// this is for live displays and heartbeats. No event: the JSON stream ignores it.
+    fn tick(&mut self, wait: &Wait, now: SystemTime) {
+        let _ = (wait, now);
+    }
 }
 
 /// Keeps every event; for tests.

@@ -1,12 +1,13 @@
-//! `greenlight status`: where traffic goes, what serves it, the release in progress, the lock.
-//! Read-only.
+//! `greenlight status`: where traffic goes, what serves it (each fleet's AMI and launch template
+//! version), the release in progress (its canary step), the lock. Read-only. With `--watch`, read
+//! again every interval ([`watch`]).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::core::analysis::AlarmState;
-use crate::core::cloud::Cloud;
+use crate::core::cloud::{Cloud, CloudErrorKind, LaunchTemplateVersion};
 use crate::core::decide::{in_progress, live};
 use crate::core::lock::LockRecord;
 use crate::core::names::TargetGroupArn;
@@ -16,10 +17,13 @@ use crate::core::router::{RouterId, Routing, Slot};
 use crate::core::spec::Spec;
 use crate::core::tags::{self, Phase, Promoted, ReleaseTags};
 
+use super::clock::Clock;
+use super::driver::TRANSIENT_PATIENCE;
 use super::failure::Failure;
 use super::lease;
 use super::observe::observe;
 use super::preflight::check_resources;
+use super::stop::Stop;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusReport {
@@ -107,6 +111,13 @@ pub struct SlotStatus {
     pub verdict: Option<String>,
     /// More fleets attached to the slot than the one reported.
     pub other_fleets: Vec<String>,
+    /// The AMI the fleet launches: its launch template version's, or (when that cannot be
+    /// read) the one its release was deployed with (`--image-id`).
+    pub image_id: Option<String>,
+    /// The launch template the fleet launches from (when the group names it by id), and the
+    /// version it names (`3`, `$Latest`, `$Default`).
+    pub launch_template_id: Option<String>,
+    pub launch_template_version: Option<String>,
 }
 
 /// The report for an observation; pure, so its shape is tested without AWS.
@@ -223,6 +234,9 @@ fn slot_status(observed: &Observed, slot: Slot) -> SlotStatus {
         failure: None,
         verdict: None,
         other_fleets: Vec::new(),
+        image_id: None,
+        launch_template_id: None,
+        launch_template_version: None,
     };
     match seen.occupancy() {
         Occupancy::Empty => {}
@@ -243,9 +257,46 @@ fn slot_status(observed: &Observed, slot: Slot) -> SlotStatus {
             status.rolled_back_at = release_tags.rolled_back_at.map(tags::timestamp);
             status.failure = release_tags.failure;
             status.verdict = release_tags.verdict;
+            status.image_id = release_tags.image;
+            if let Some(template) = &occupant.fleet.launch_template {
+                status.launch_template_id = Some(template.id.clone());
+                status.launch_template_version = Some(template.version.clone());
+            }
         }
     }
     status
+}
+
+/// Each slot's AMI from the launch template version its fleet launches, as read.
+pub fn with_templates(
+    mut report: StatusReport,
+    versions: [Option<LaunchTemplateVersion>; 2],
+) -> StatusReport {
+    for (slot, version) in report.traffic.iter_mut().zip(versions) {
+        if let Some(image) = version.and_then(|v| v.image_id) {
+            slot.image_id = Some(image);
+        }
+    }
+    report
+}
+
+/// The launch template version the fleet in `slot` launches (one DescribeLaunchTemplateVersions
+/// call), when it names one by id. What cannot be read is left out: the AMI is what a person
+/// checks, and the rest of the status does not depend on it.
+async fn template_of<C: Cloud>(
+    cloud: &C,
+    observed: &Observed,
+    slot: Slot,
+) -> Option<LaunchTemplateVersion> {
+    let template = match observed.slot(slot).occupancy() {
+        Occupancy::One(occupant) => occupant.fleet.launch_template.clone()?,
+        _ => return None,
+    };
+    cloud
+        .launch_template_version(&template)
+        .await
+        .ok()
+        .flatten()
 }
 
 pub async fn status<C: Cloud>(
@@ -254,7 +305,166 @@ pub async fn status<C: Cloud>(
     now: SystemTime,
 ) -> Result<StatusReport, Failure> {
     check_resources(cloud, spec).await?;
+    read(cloud, spec, now).await
+}
+
+/// The status, the service's resources known to exist.
+async fn read<C: Cloud>(cloud: &C, spec: &Spec, now: SystemTime) -> Result<StatusReport, Failure> {
     let (observed, lock) = tokio::join!(observe(cloud, spec), lease::current(cloud, spec));
     let observed = observed.map_err(Failure::cloud(false))?;
-    Ok(report(spec, &observed, lock?, now))
+    let (a, b) = tokio::join!(
+        template_of(cloud, &observed, Slot::A),
+        template_of(cloud, &observed, Slot::B)
+    );
+    Ok(with_templates(report(spec, &observed, lock?, now), [a, b]))
+}
+
+/// What `status --watch` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// Time between two reads.
+    pub interval: Duration,
+    /// Stop once no release is in progress and one release takes all traffic: `Ok` when the
+    /// release seen in progress went live (or none was), [`Failure::ReleaseFailed`] (exit 3)
+    /// when it did not (failed, aborted, rolled back).
+    pub until_settled: bool,
+}
+
+/// One read of `status --watch`.
+#[derive(Debug, Clone, Copy)]
+pub enum WatchRead<'a> {
+    Report(&'a StatusReport),
+    /// A read failed in a way worth trying again (throttling, 5xx, a lost connection); the
+    /// watch goes on.
+    Failed(&'a Failure),
+}
+
+/// `status --watch`: reads the status every `options.interval` and shows each read, until a
+/// signal (then `Ok`, or with `until_settled` [`Failure::Interrupted`]: not settled), or, with
+/// `until_settled`, until it is settled.
+///
+/// A failed read is shown and tried again at the next interval when it is transient
+/// (throttling, 5xx, timeouts; after a first good read also an endpoint that cannot be
+/// reached), for up to a minute in a row (or three intervals, if longer); any other failure
+/// ends the watch. The service's resources are checked at the first read only.
+pub async fn watch<C: Cloud, K: Clock>(
+    cloud: &C,
+    clock: &K,
+    spec: &Spec,
+    stop: &Stop,
+    options: WatchOptions,
+    show: &mut dyn FnMut(WatchRead<'_>, SystemTime),
+) -> Result<(), Failure> {
+    let patience = TRANSIENT_PATIENCE.max(options.interval * 3);
+    let mut checked = false;
+    let mut streak: Option<SystemTime> = None;
+    // The release seen in progress, and how things stood at the last good read.
+    let mut watched: Option<String> = None;
+    let mut state = "nothing was read yet".to_owned();
+    loop {
+        if let Some(signal) = stop.requested() {
+            if !options.until_settled {
+                return Ok(());
+            }
+            return Err(Failure::Interrupted {
+                signal,
+                state,
+                resume: "`greenlight status --watch --until-settled` waits again".to_owned(),
+            });
+        }
+        let now = clock.now();
+        let read = if checked {
+            read(cloud, spec, now).await
+        } else {
+            status(cloud, spec, now).await
+        };
+        match read {
+            Ok(report) => {
+                checked = true;
+                streak = None;
+                show(WatchRead::Report(&report), now);
+                state = unsettled(&report);
+                if options.until_settled {
+                    if let Some(release) = &report.release {
+                        watched = Some(release.release.clone());
+                    } else if let Some(outcome) = settled(&report, watched.as_deref()) {
+                        return outcome;
+                    }
+                }
+            }
+            Err(failure)
+                if worth_retrying(&failure, checked)
+                    && now < *streak.get_or_insert(now) + patience =>
+            {
+                show(WatchRead::Failed(&failure), now);
+            }
+            Err(failure) => return Err(failure),
+        }
+        tokio::select! {
+            () = clock.sleep(options.interval) => {}
+            () = stop.wait() => {}
+        }
+    }
+}
+
+fn worth_retrying(failure: &Failure, read_before: bool) -> bool {
+    match failure {
+        Failure::Cloud { error, .. } => match error.kind {
+            CloudErrorKind::Unavailable => true,
+            // Before any good read that is a wrong endpoint or no network: say so at once.
+            CloudErrorKind::Unreachable => read_before,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// How a report stands, for the message of a watch stopped before it settled.
+fn unsettled(report: &StatusReport) -> String {
+    match &report.release {
+        Some(r) => {
+            let step = match (r.step, r.steps) {
+                (Some(n), Some(of)) => format!(" at step {n}/{of}"),
+                _ => String::new(),
+            };
+            format!(
+                "release {} was still in progress{step} with {} of the traffic",
+                r.release, r.weight
+            )
+        }
+        None => match &report.live_release {
+            Some(live) => format!("release {live} is live and nothing is in progress"),
+            None => "no single release takes all traffic".to_owned(),
+        },
+    }
+}
+
+/// `Some` once nothing is in progress and one release takes all traffic: `Ok`, or the failure
+/// of `watched` (the release seen in progress) when it is not the one live.
+fn settled(report: &StatusReport, watched: Option<&str>) -> Option<Result<(), Failure>> {
+    if report.release.is_some() || report.problem.is_some() {
+        return None;
+    }
+    let live = report.live_slot?;
+    let slot = &report.traffic[live.index()];
+    if slot.percent != 100 {
+        return None;
+    }
+    let live_release = slot.release.clone().unwrap_or_default();
+    match watched {
+        Some(watched) if watched != live_release => {
+            let mut reasons: Vec<String> = report
+                .traffic
+                .iter()
+                .filter(|s| s.release.as_deref() == Some(watched))
+                .filter_map(|s| s.failure.clone())
+                .collect();
+            reasons.push(format!("release {live_release} takes all traffic"));
+            Some(Err(Failure::ReleaseFailed {
+                release: watched.to_owned(),
+                reasons,
+            }))
+        }
+        _ => Some(Ok(())),
+    }
 }

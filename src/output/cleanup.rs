@@ -9,6 +9,21 @@ use crate::engine::cleanup::{CleanupEvent, CleanupReport, CleanupSink, Outcome};
 
 use super::Format;
 use super::json::print_event;
+use super::style::{self, paint};
+
+/// The colour of an event's line: done green, waiting or skipped yellow, failed red.
+fn tone(event: &CleanupEvent) -> anstyle::Style {
+    match event {
+        CleanupEvent::CleanupService { outcome, .. } => match outcome {
+            Outcome::Done => style::OK,
+            Outcome::Failed { .. } => style::FAIL,
+            Outcome::Pending | Outcome::Locked { .. } | Outcome::NoRouter => style::WAIT,
+            Outcome::NothingDue => anstyle::Style::new(),
+        },
+        CleanupEvent::StaleLock { stale, dry_run } if !dry_run && !stale.removed => style::FAIL,
+        _ => anstyle::Style::new(),
+    }
+}
 
 pub struct CleanupPrinter {
     format: Format,
@@ -30,9 +45,14 @@ impl CleanupSink for CleanupPrinter {
             Format::Json => print_event(event),
             Format::Human => {
                 let elapsed = self.started.elapsed().as_secs();
-                let mut out = std::io::stdout().lock();
+                let prefix = paint(
+                    style::DIM,
+                    &format!("[{:>2}:{:02}]", elapsed / 60, elapsed % 60),
+                );
+                let tone = tone(event);
+                let mut out = super::stdout().lock();
                 for line in describe(event) {
-                    let _ = writeln!(out, "[{:>2}:{:02}] {line}", elapsed / 60, elapsed % 60);
+                    let _ = writeln!(out, "{prefix} {}", paint(tone, &line));
                 }
                 let _ = out.flush();
             }
@@ -180,7 +200,7 @@ pub fn print_summary(report: &CleanupReport, format: Format) {
                     line.push_str(&format!(", {n} {what}"));
                 }
             }
-            println!("{line}");
+            anstream::println!("{line}");
         }
     }
 }

@@ -1,9 +1,15 @@
-//! Text for a person at a terminal: one progress line per step, tables for status.
+//! Text for a person at a terminal: one progress line per step, tables for status. Coloured
+//! (anstyle, through anstream) as `--color` says: green for done, yellow for waits and warnings,
+//! red for failures, dim for what is secondary.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::SystemTime;
 
-use crate::core::decide::{Action, Green};
+use anstyle::Style;
+
+use super::progress::{Progress, short};
+use super::style::{self, paint};
+use crate::core::decide::{Action, Green, Wait};
 use crate::core::lock::LockRecord;
 use crate::core::spec::Spec;
 use crate::engine::events::{Event, Reporter};
@@ -11,7 +17,10 @@ use crate::engine::status::StatusReport;
 use crate::engine::validate::Validation;
 
 pub struct HumanReporter {
-    started: Instant,
+    /// The command's clock: the `[m:ss]` of each line, and a heartbeat's times.
+    now: Box<dyn Fn() -> SystemTime + Send>,
+    /// Where lines go, with the progress line (a terminal) or heartbeats (a log) while waiting.
+    progress: Progress,
     /// Why this run stopped a release, once a line said it (a failed hook's line, or the first
     /// step of the stop): the steps that follow refer back to it instead of repeating it.
     stop: Option<Stop>,
@@ -36,9 +45,24 @@ impl Stop {
 }
 
 impl HumanReporter {
+    /// On stdout, on the wall clock.
     pub fn new() -> HumanReporter {
+        HumanReporter::stdout()
+    }
+
+    /// On stdout, on the wall clock: a progress line on a terminal, heartbeats otherwise.
+    pub fn stdout() -> HumanReporter {
+        HumanReporter::with(Progress::stdout(SystemTime::now()), SystemTime::now)
+    }
+
+    /// Lines through `progress`, timed by `now` (a test's fake clock, say).
+    pub fn with(
+        progress: Progress,
+        now: impl Fn() -> SystemTime + Send + 'static,
+    ) -> HumanReporter {
         HumanReporter {
-            started: Instant::now(),
+            now: Box::new(now),
+            progress,
             stop: None,
             routed_back: false,
         }
@@ -104,13 +128,54 @@ impl Default for HumanReporter {
 
 impl Reporter for HumanReporter {
     fn report(&mut self, event: &Event) {
-        let elapsed = self.started.elapsed().as_secs();
-        let mut out = std::io::stdout().lock();
-        for line in self.lines(event) {
-            let _ = writeln!(out, "[{:>2}:{:02}] {line}", elapsed / 60, elapsed % 60);
+        let mut lines = self.lines(event);
+        if let (Some(first), Some(tone)) = (lines.first_mut(), tone(event)) {
+            *first = paint(tone, first);
         }
-        let _ = out.flush();
+        let now = (self.now)();
+        self.progress.lines(&lines, now, during_wait(event));
     }
+
+    fn tick(&mut self, wait: &Wait, now: SystemTime) {
+        self.progress.tick(wait, now);
+    }
+}
+
+/// The colour of an event's (first) line: done, waiting, failed; `None` for the rest.
+fn tone(event: &Event) -> Option<Style> {
+    match event {
+        Event::Released { .. }
+        | Event::RolledBack { .. }
+        | Event::AlreadyRolledBack { .. }
+        | Event::Aborted { .. }
+        | Event::NothingToAbort { .. } => Some(style::OK),
+        Event::ReleaseFailed { .. } | Event::Error { .. } => Some(style::FAIL),
+        Event::Hook { run } if !run.passed() => Some(style::FAIL),
+        Event::Step {
+            action:
+                Action::RouteBack { .. } | Action::RecordStop { .. } | Action::FailRelease { .. },
+        } => Some(style::FAIL),
+        Event::Pause { .. }
+        | Event::Gate { .. }
+        | Event::Paused { .. }
+        | Event::Analysis { .. }
+        | Event::Warning { .. }
+        | Event::AbortRequested { .. } => Some(style::WAIT),
+        _ => None,
+    }
+}
+
+/// Whether an event happens while a wait goes on (its line goes above the progress line), or
+/// ends it.
+fn during_wait(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Health { .. }
+            | Event::Pause { .. }
+            | Event::Gate { .. }
+            | Event::Analysis { .. }
+            | Event::Warning { .. }
+    )
 }
 
 /// The lines an event prints as, without the time prefix.
@@ -431,11 +496,12 @@ fn plan_words(strategy: crate::core::plan::Strategy, plan: &str) -> String {
 }
 
 pub fn print_unlock(spec: &Spec, removed: Option<&LockRecord>) {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::stdout().lock();
     let _ = match removed {
         Some(lock) => writeln!(
             out,
-            "removed the lock on {}: it was held by {}",
+            "{} the lock on {}: it was held by {}",
+            paint(style::OK, "removed"),
             spec.service,
             lock.describe()
         ),
@@ -443,16 +509,38 @@ pub fn print_unlock(spec: &Spec, removed: Option<&LockRecord>) {
     };
 }
 
-pub fn print_status(report: &StatusReport) {
-    let mut out = std::io::stdout().lock();
+/// `greenlight status`, as of `now`.
+pub fn print_status(report: &StatusReport, now: SystemTime) {
+    let mut out = super::stdout().lock();
+    let _ = writeln!(out, "{}", status_text(report, now));
+    let _ = out.flush();
+}
+
+/// The status as lines of text (styled; the stream strips the styles when colour is off), as
+/// of `now` (for the time left in a pause). No trailing newline.
+pub fn status_text(report: &StatusReport, now: SystemTime) -> String {
+    let mut text = String::new();
+    write_status(&mut text, report, now);
+    text.truncate(text.trim_end().len());
+    text
+}
+
+fn write_status(out: &mut String, report: &StatusReport, now: SystemTime) {
+    use std::fmt::Write as _;
     let live = match (&report.live_release, report.live_slot) {
-        (Some(release), Some(slot)) => format!("live release {release} (slot {slot})"),
-        _ => "no single live release".to_owned(),
+        (Some(release), Some(slot)) => {
+            paint(style::OK, &format!("live release {release} (slot {slot})"))
+        }
+        _ => paint(style::WAIT, "no single live release"),
     };
-    let _ = writeln!(out, "service {}: {live}", report.service);
+    let _ = writeln!(
+        out,
+        "service {}: {live}",
+        paint(style::BOLD, &report.service)
+    );
     let _ = writeln!(out, "router: {}", report.router);
     if let Some(problem) = &report.problem {
-        let _ = writeln!(out, "attention: {problem}");
+        let _ = writeln!(out, "{} {problem}", paint(style::FAIL, "attention:"));
     }
     if let Some(r) = &report.release {
         let step = match (r.step, r.steps) {
@@ -460,13 +548,18 @@ pub fn print_status(report: &StatusReport) {
             _ => String::new(),
         };
         let mut line = format!(
-            "in progress: release {} ({}{step}) takes {} of the traffic",
+            "{} release {} ({}{step}) takes {} of the traffic",
+            paint(style::WAIT, "in progress:"),
             r.release,
             r.phase.as_deref().unwrap_or("untagged"),
             r.weight
         );
         if let Some(until) = &r.pause_until {
             line.push_str(&format!("; next step at {until}"));
+            if let Ok(end) = humantime::parse_rfc3339_weak(until) {
+                let left = end.duration_since(now).unwrap_or_default();
+                line.push_str(&paint(style::DIM, &format!(" (in {})", short(left))));
+            }
         }
         if r.waiting_for_promote {
             line.push_str("; waiting for `greenlight promote`");
@@ -483,15 +576,16 @@ pub fn print_status(report: &StatusReport) {
         }
     }
     for alarm in &report.alarms {
-        let _ = writeln!(
-            out,
-            "alarm {}: {}",
-            alarm.name,
-            serde_json::to_value(alarm.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_uppercase))
-                .unwrap_or_default()
-        );
+        let state = serde_json::to_value(alarm.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_uppercase))
+            .unwrap_or_default();
+        let tone = match state.as_str() {
+            "OK" => style::OK,
+            "ALARM" => style::FAIL,
+            _ => style::WAIT,
+        };
+        let _ = writeln!(out, "alarm {}: {}", alarm.name, paint(tone, &state));
     }
     for rule in &report.test_rules {
         let _ = writeln!(
@@ -505,7 +599,7 @@ pub fn print_status(report: &StatusReport) {
     }
     match &report.lock {
         Some(lock) => {
-            let _ = writeln!(out, "locked: {}", lock.describe());
+            let _ = writeln!(out, "{} {}", paint(style::WAIT, "locked:"), lock.describe());
         }
         None => {
             let _ = writeln!(out, "lock: free");
@@ -522,9 +616,11 @@ pub fn print_status(report: &StatusReport) {
         "IN SERVICE",
         "HEALTHY",
         "WARM UNTIL",
+        "IMAGE",
+        "LAUNCH TEMPLATE",
     ];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 10]> = report
+    let rows: Vec<[String; 12]> = report
         .traffic
         .iter()
         .map(|s| {
@@ -546,6 +642,11 @@ pub fn print_status(report: &StatusReport) {
                 count(s.in_service),
                 count(s.healthy),
                 s.warm_until.clone().unwrap_or_else(dash),
+                s.image_id.clone().unwrap_or_else(dash),
+                match (&s.launch_template_id, &s.launch_template_version) {
+                    (Some(id), Some(version)) => format!("{id}:{version}"),
+                    _ => dash(),
+                },
             ]
         })
         .collect();
@@ -568,14 +669,27 @@ pub fn print_status(report: &StatusReport) {
             .trim_end()
             .to_owned()
     };
-    let _ = writeln!(out, "{}", line(header.to_vec()));
-    for row in &rows {
-        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    let _ = writeln!(out, "{}", paint(style::DIM, &line(header.to_vec())));
+    for (row, s) in rows.iter().zip(&report.traffic) {
+        let tone = match s.phase.as_deref() {
+            Some("failed") => style::FAIL,
+            _ if s.percent > 0 => style::OK,
+            _ => Style::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(tone, &line(row.iter().map(String::as_str).collect()))
+        );
     }
     let in_progress = report.release.as_ref().map(|r| r.slot);
     for s in &report.traffic {
         if let Some(failure) = &s.failure {
-            let _ = writeln!(out, "slot {} failed: {failure}", s.slot);
+            let _ = writeln!(
+                out,
+                "{} {failure}",
+                paint(style::FAIL, &format!("slot {} failed:", s.slot))
+            );
         }
         // The release in progress shows its verdict above.
         if let (Some(verdict), Some(release)) = (&s.verdict, &s.release)
@@ -595,14 +709,26 @@ pub fn print_status(report: &StatusReport) {
 }
 
 pub fn print_validation(validation: &Validation) {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::stdout().lock();
     for check in &validation.checks {
-        let _ = writeln!(out, "✓ {}: {}", check.name, check.detail);
+        let _ = writeln!(
+            out,
+            "{} {}",
+            paint(style::OK, &format!("✓ {}:", check.name)),
+            check.detail
+        );
     }
     for warning in &validation.warnings {
-        let _ = writeln!(out, "warning: {warning}");
+        let _ = writeln!(out, "{} {warning}", paint(style::WAIT, "warning:"));
     }
-    let _ = writeln!(out, "{} is ready to deploy", validation.service);
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            style::OK,
+            &format!("{} is ready to deploy", validation.service)
+        )
+    );
 }
 
 #[cfg(test)]
