@@ -165,6 +165,12 @@ pub fn prefix(started: SystemTime, now: SystemTime) -> String {
     )
 }
 
+/// Whether logs (`-v`, `RUST_LOG`: a tracing subscriber is installed) go to a terminal on
+/// stderr, where they would land in the middle of a line being redrawn on stdout.
+fn logs_on_terminal() -> bool {
+    tracing::dispatcher::has_been_set() && std::io::stderr().is_terminal()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not silence the output.
     mutex
@@ -313,10 +319,11 @@ pub struct Progress {
 
 impl Progress {
     /// The process's stdout: a progress line on a terminal, heartbeat lines otherwise; coloured
-    /// as `--color` and the environment say.
+    /// as `--color` and the environment say. Logs on the same terminal (`-v`, `RUST_LOG`) would
+    /// land in the middle of a progress line: with them, lines and heartbeats only.
     pub fn stdout(started: SystemTime) -> Progress {
         let color = super::stdout_color();
-        let mut progress = if std::io::stdout().is_terminal() {
+        let mut progress = if std::io::stdout().is_terminal() && !logs_on_terminal() {
             Progress::terminal_on(Screen::Stdout, color, started)
         } else {
             Progress::plain(Box::new(std::io::stdout()), color, started)
@@ -648,10 +655,13 @@ impl StatusView {
         let color = super::stdout_color();
         let target = match format {
             Format::Json => ViewTarget::Json,
-            Format::Human if std::io::stdout().is_terminal() => ViewTarget::Terminal {
-                screen: Screen::Stdout,
-                bar: None,
-            },
+            // Logs on the same terminal would land in the middle of the redrawn block.
+            Format::Human if std::io::stdout().is_terminal() && !logs_on_terminal() => {
+                ViewTarget::Terminal {
+                    screen: Screen::Stdout,
+                    bar: None,
+                }
+            }
             Format::Human => ViewTarget::Plain(anstream::AutoStream::new(
                 Box::new(std::io::stdout()),
                 if color {

@@ -953,6 +953,31 @@ fn the_binary_status_color_and_watch() {
         assert_eq!(strip(&run.stdout), human.stdout, "{args:?} {env:?}");
     }
 
+    // validate and cleanup too.
+    for args in [vec!["validate"], vec!["cleanup", "--dry-run"]] {
+        let plain = gl(&s, config, &args, &[]);
+        assert_eq!(plain.code, Some(0), "{plain}");
+        assert!(!colored(&plain), "{plain}");
+        let always: Vec<&str> = ["--color", "always"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let run = gl(&s, config, &always, &[]);
+        assert_eq!(run.code, Some(0), "{run}");
+        assert!(colored(&run), "{args:?}: {run}");
+        // The same text under the styles (times aside).
+        let untimed = |text: &str| {
+            text.lines()
+                .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest).to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            untimed(&strip(&run.stdout)),
+            untimed(&plain.stdout),
+            "{args:?}"
+        );
+    }
+
     // --watch --until-settled for scripts: settled at once, one object with its time.
     let run = gl(
         &s,
