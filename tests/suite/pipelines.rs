@@ -477,8 +477,27 @@ fn action_deploys_shows_status_rolls_back_and_reports_bad_input() {
     assert_eq!(run.out("live-release"), "v3");
     assert_eq!(run.out("slot"), "b");
 
+    // Another canary at its gate, aborted: all traffic back on v3.
+    let run = action(&[
+        ("release", "v4"),
+        ("image-id", &image),
+        ("strategy", "canary"),
+        ("no-wait", "true"),
+    ]);
+    assert_eq!(run.out("outcome"), "paused", "{}", run.log);
+    let run = action(&[("command", "abort")]);
+    assert_eq!(run.code, 0, "{}", run.log);
+    assert_eq!(run.out("outcome"), "aborted", "{}", run.log);
+    assert_eq!(run.out("release"), "v4");
+    assert_eq!(run.out("live-release"), "v3");
+    assert_eq!(run.out("slot"), "b");
+    assert!(run.summary.contains("### greenlight abort: ⛔ aborted"));
+    if s.emulator.hooks {
+        assert_eq!(share(&s, &listener, &tg_b), 100);
+    }
+
     // Bad input: an AMI that does not exist. greenlight's exit code and message come through.
-    let run = action(&[("release", "v4"), ("image-id", "ami-00000000000000000")]);
+    let run = action(&[("release", "v5"), ("image-id", "ami-00000000000000000")]);
     assert_eq!(run.code, 2, "{}", run.log);
     assert_eq!(run.out("exit-code"), "2");
     assert_eq!(run.out("outcome"), "bad_input");
