@@ -4,8 +4,8 @@
 //! and logs one debug event inside it (target `greenlight::aws`).
 //!
 //! Nothing of the request is logged (no body, no headers, so no credentials or signatures); from
-//! the response only the status, the request id and the error code. When logging is off (the
-//! default) the span is disabled and an attempt costs a clock read and one config-bag write.
+//! the response only the status, the request id and the error code. When these lines are off
+//! (the default, and `-v`) an attempt costs one check of the log level per hook.
 
 use std::error::Error as _;
 use std::fmt::Write as _;
@@ -71,6 +71,10 @@ impl Intercept for CallLog {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Logs off (the default): nothing to keep for this attempt.
+        if !tracing::enabled!(target: "greenlight::aws", tracing::Level::DEBUG) {
+            return Ok(());
+        }
         let (service, operation) = cfg
             .load::<Metadata>()
             .map_or(("?", "?"), |m| (m.service(), m.name()));
@@ -101,6 +105,9 @@ impl Intercept for CallLog {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if !tracing::enabled!(target: "greenlight::aws", tracing::Level::DEBUG) {
+            return Ok(());
+        }
         let Some(attempt) = cfg.load::<Attempt>() else {
             return Ok(());
         };
