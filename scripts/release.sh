@@ -115,10 +115,18 @@ for target in "${targets[@]}"; do
     if [[ "$target" == *-musl ]] && command -v readelf >/dev/null && readelf -d "$bin" 2>/dev/null | grep -q NEEDED; then
         die "$bin is dynamically linked; a musl release must be static"
     fi
-    # Run it when this machine can: it must say the version it is released as.
-    if [[ "$target" == "$host" || "$target" == "${host%%-*}"-unknown-linux-musl ]]; then
-        said="$("$bin" --version)"
+    # Run it when this machine can (natively, or with qemu-user for another arch): it must say
+    # the version it is released as.
+    runner=()
+    if [[ "$target" != "$host" && "$target" != "${host%%-*}"-unknown-linux-musl ]]; then
+        runner=("qemu-${target%%-*}-static")
+        command -v "${runner[0]}" >/dev/null || runner=()
+    fi
+    if [[ "$target" == "$host" || "$target" == "${host%%-*}"-unknown-linux-musl || ${#runner[@]} -gt 0 ]]; then
+        said="$("${runner[@]}" "$bin" --version)"
         [[ "$said" == "greenlight $version "* ]] || die "$bin says '$said', not greenlight $version"
+    else
+        echo "release.sh: cannot run a $target binary here (no qemu-${target%%-*}-static); not checked" >&2
     fi
     mkdir -p "$stage/$name"
     cp "$bin" "$stage/$name/greenlight"
