@@ -36,6 +36,28 @@ struct Attempt {
     logged: AtomicBool,
 }
 
+impl Attempt {
+    fn start(service: &str, operation: &str, attempt: u32) -> Attempt {
+        let span = tracing::debug_span!(
+            target: "greenlight::aws",
+            "aws",
+            service,
+            operation,
+            attempt,
+            latency_ms = tracing::field::Empty,
+            status = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+            error = tracing::field::Empty,
+            cause = tracing::field::Empty,
+        );
+        Attempt {
+            span,
+            started: Instant::now(),
+            logged: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Storable for Attempt {
     type Storer = StoreReplace<Self>;
 }
@@ -79,23 +101,8 @@ impl Intercept for CallLog {
             .load::<Metadata>()
             .map_or(("?", "?"), |m| (m.service(), m.name()));
         let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
-        let span = tracing::debug_span!(
-            target: "greenlight::aws",
-            "aws",
-            service,
-            operation,
-            attempt,
-            latency_ms = tracing::field::Empty,
-            status = tracing::field::Empty,
-            request_id = tracing::field::Empty,
-            error = tracing::field::Empty,
-            cause = tracing::field::Empty,
-        );
-        cfg.interceptor_state().store_put(Attempt {
-            span,
-            started: Instant::now(),
-            logged: AtomicBool::new(false),
-        });
+        let attempt = Attempt::start(service, operation, attempt);
+        cfg.interceptor_state().store_put(attempt);
         Ok(())
     }
 
@@ -309,6 +316,48 @@ mod tests {
             response.headers_mut().insert(*name, *value);
         }
         response
+    }
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_attempt_dropped_before_its_end_is_logged_as_abandoned_once() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_env_filter("greenlight=debug")
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // Its call was dropped (the caller stopped waiting): no read_after_attempt.
+            drop(Attempt::start("EC2", "DeleteLaunchTemplate", 2));
+            // Logged already: nothing more when the bag lets it go.
+            let done = Attempt::start("EC2", "DescribeImages", 1);
+            done.logged.store(true, Ordering::Relaxed);
+            drop(done);
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].contains(r#"operation="DeleteLaunchTemplate" attempt=2"#),
+            "{text}"
+        );
+        assert!(lines[0].contains(r#"error="abandoned""#), "{text}");
+        assert!(lines[0].ends_with("AWS call abandoned: the caller stopped waiting for it"));
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Logs on stderr (`-v`, `-vv`, `--log-format json`, `RUST_LOG`) against the AWS emulator: one
 //! line per AWS call attempt, each naming its operation and request id, as many as the emulator
-//! served; the JSON event stream on stdout untouched; nothing at all on stderr without a flag.
+//! served (and, through the fault proxy, one per attempt with retries numbered and failures
+//! named); the JSON event stream on stdout untouched; nothing at all on stderr without a flag.
 //!
-//! One emulator test (two services seeded once, about 10 s) and a few without AWS.
+//! One emulator test (two services seeded, about 12 s) and two without AWS (milliseconds).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::harness::{Seeded, Session, request, session};
+use super::proxy::{FaultKind, FaultPlan, FaultProxy};
 
 /// One greenlight run.
 struct Run {
@@ -104,8 +106,12 @@ fn greenlight_requests(s: &Session, since: usize) -> (Vec<String>, usize) {
 #[derive(Debug)]
 struct Call {
     operation: String,
-    request_id: String,
-    status: String,
+    attempt: u32,
+    request_id: Option<String>,
+    /// The HTTP status, when an answer came.
+    status: Option<u16>,
+    /// The AWS error code, or what went wrong without one (`connection failed`, `timeout`).
+    error: Option<String>,
 }
 
 /// `name="value"` or `name=value` in a text log line's span fields.
@@ -132,13 +138,14 @@ fn text_calls(stderr: &str) -> Vec<Call> {
             let fields = &l[l.find("aws{").unwrap_or_else(|| panic!("no aws span: {l}"))..];
             let field =
                 |name| text_field(fields, name).unwrap_or_else(|| panic!("no {name} in {l:?}"));
-            for name in ["service", "attempt", "latency_ms"] {
-                field(name);
-            }
+            field("service");
+            field("latency_ms").parse::<u64>().expect("latency_ms");
             Call {
                 operation: field("operation"),
-                request_id: field("request_id"),
-                status: field("status"),
+                attempt: field("attempt").parse().expect("attempt"),
+                request_id: text_field(fields, "request_id"),
+                status: text_field(fields, "status").map(|s| s.parse().expect("status")),
+                error: text_field(fields, "error"),
             }
         })
         .collect()
@@ -152,16 +159,15 @@ fn json_calls(lines: &[Value]) -> Vec<Call> {
         .map(|l| {
             let span = &l["span"];
             assert_eq!(span["name"], "aws", "{l}");
-            for name in ["service", "attempt", "latency_ms"] {
-                assert!(!span[name].is_null(), "no {name}: {l}");
-            }
+            assert!(span["service"].is_string(), "{l}");
+            assert!(span["latency_ms"].is_u64(), "{l}");
+            let text = |name: &str| span[name].as_str().map(str::to_owned);
             Call {
-                operation: span["operation"].as_str().unwrap_or_default().to_owned(),
-                request_id: span["request_id"].as_str().unwrap_or_default().to_owned(),
-                status: span["status"]
-                    .as_u64()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
+                operation: text("operation").unwrap_or_default(),
+                attempt: span["attempt"].as_u64().expect("attempt") as u32,
+                request_id: text("request_id"),
+                status: span["status"].as_u64().map(|s| s as u16),
+                error: text("error"),
             }
         })
         .collect()
@@ -181,13 +187,11 @@ fn assert_calls_match(s: &Session, calls: &[Call], since: usize, run: &Run) -> u
     assert!(!calls.is_empty(), "no AWS call lines\n{run}");
     for call in calls {
         assert!(
-            !call.request_id.is_empty() && call.request_id != "?",
+            call.request_id.as_ref().is_some_and(|id| !id.is_empty()),
             "{call:?} has no request id\n{run}"
         );
-        assert!(
-            !call.status.is_empty(),
-            "{call:?} has no HTTP status\n{run}"
-        );
+        assert!(call.status.is_some(), "{call:?} has no HTTP status\n{run}");
+        assert_ne!(call.operation, "?", "{call:?}");
     }
     let (served, total) = greenlight_requests(s, since);
     let logged = counts(calls.iter().map(|c| c.operation.clone()));
@@ -354,6 +358,81 @@ fn logs_go_to_stderr_one_line_per_aws_call_and_leave_stdout_alone() {
     let calls = json_calls(&lines);
     if s.emulator.hooks {
         assert_calls_match(&s, &calls, mark, &json);
+    }
+
+    // Through a proxy that throttles, fails and drops some requests: one line per attempt
+    // the proxy saw, retries numbered, each failure with its code (or what happened).
+    let plan = FaultPlan::new(
+        5,
+        0.3,
+        vec![
+            FaultKind::Throttle,
+            FaultKind::ServerError,
+            FaultKind::Reset,
+        ],
+    );
+    assert!(plan.sequence(8).iter().flatten().count() >= 2, "{plan:?}");
+    let proxy = FaultProxy::start(&s.emulator.endpoint, plan);
+    let faulty = run(
+        &s,
+        &loud,
+        &["status", "--output", "json", "-vv"],
+        &[("AWS_ENDPOINT_URL", &proxy.endpoint())],
+    );
+    let stats = proxy.stats();
+    let calls = text_calls(&faulty.stderr);
+    assert_eq!(
+        counts(calls.iter().map(|c| c.operation.clone())),
+        counts(
+            stats.log.iter().map(|(action, _)| action
+                .split(':')
+                .nth(1)
+                .unwrap_or(action)
+                .to_owned())
+        ),
+        "AWS call lines (left) against the requests the proxy saw (right)\n{stats}\n{faulty}"
+    );
+    let fault = |kind: &str| stats.faults.get(kind).copied().unwrap_or(0) as usize;
+    assert!(
+        fault("Throttle") + fault("ServerError") + fault("Reset") >= 2,
+        "{stats}"
+    );
+    let answered_with_error = calls
+        .iter()
+        .filter(|c| {
+            c.status.is_some_and(|s| s >= 400)
+                && c.request_id.is_some()
+                && c.error.as_ref().is_some_and(|e| {
+                    [
+                        "Throttling",
+                        "RequestLimitExceeded",
+                        "InternalFailure",
+                        "InternalError",
+                        "ServiceUnavailable",
+                    ]
+                    .contains(&e.as_str())
+                })
+        })
+        .count();
+    assert_eq!(
+        answered_with_error,
+        fault("Throttle") + fault("ServerError"),
+        "{stats}\n{faulty}"
+    );
+    let unanswered = calls
+        .iter()
+        .filter(|c| c.status.is_none() && c.request_id.is_none() && c.error.is_some())
+        .count();
+    assert_eq!(unanswered, fault("Reset"), "{stats}\n{faulty}");
+    if faulty.code == Some(0) {
+        // Every fault was retried: as many later attempts as faults.
+        let retries = calls.iter().filter(|c| c.attempt > 1).count();
+        assert_eq!(retries, stats.faulted() as usize, "{stats}\n{faulty}");
+        assert_eq!(
+            timeless(parse(&faulty.stdout)),
+            timeless(parse(&quiet_status.stdout)),
+            "{faulty}"
+        );
     }
 
     // RUST_LOG decides instead of the flags: greenlight's info lines only (no AWS calls).
