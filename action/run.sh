@@ -32,6 +32,8 @@
 #   slot          the slot (a or b) of the live release
 #   exit-code     greenlight's exit code (also this step's)
 #   message       the error event's message, when greenlight failed
+#   reason-codes  why, for machines: the failed release's (else the error's) reason codes,
+#                 comma-separated (e.g. health_timeout,target_unhealthy)
 #   events-file   the JSON event stream (one object per line), to upload as an artifact
 set -uo pipefail
 
@@ -151,7 +153,9 @@ summary="$(jq -R -s --arg command "$command" --argjson code "$code" '
             elif $result.slot then $result.slot
             else ($started.live_slot // "") end),
         message: ($error.message // ""),
-        reasons: ($failed.reasons // []),
+        # Each reason: {code, description, target} (older greenlights: a string).
+        reasons: (($failed.reasons // []) | map(if type == "object" then . else {description: .} end)),
+        reason_codes: ([($failed.reasons // $error.reasons // [])[] | objects | .code // empty] | unique | join(",")),
         warnings: (map(select(.event == "warning") | .message)),
         plan: ($started.plan // ""),
         paused_at: (map(select(.event == "paused")) | last
@@ -161,18 +165,19 @@ summary="$(jq -R -s --arg command "$command" --argjson code "$code" '
 if [[ -z "$summary" ]]; then
     summary="$(jq -n --arg command "$command" --argjson code "$code" \
         '{command: $command, exit_code: $code, outcome: "error", release: "", live_release: "",
-          slot: "", message: "the event stream could not be read", reasons: [], warnings: [],
+          slot: "", message: "the event stream could not be read", reasons: [], reason_codes: "", warnings: [],
           service: "", plan: "", paused_at: "", steps: []}')"
 fi
 # One jq for all the values (@sh quotes them for the shell).
-outcome="" release="" live_release="" slot="" message=""
-eval "$(jq -r '@sh "outcome=\(.outcome) release=\(.release) live_release=\(.live_release) slot=\(.slot) message=\(.message)"' <<<"$summary")"
+outcome="" release="" live_release="" slot="" message="" reason_codes=""
+eval "$(jq -r '@sh "outcome=\(.outcome) release=\(.release) live_release=\(.live_release) slot=\(.slot) message=\(.message) reason_codes=\(.reason_codes)"' <<<"$summary")"
 output outcome "$outcome"
 output release "$release"
 output live-release "$live_release"
 output slot "$slot"
 output exit-code "$code"
 output message "$message"
+output reason-codes "$reason_codes"
 output events-file "$events"
 
 if [[ "$code" -ne 0 ]]; then
@@ -199,7 +204,7 @@ if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
         "| exit code | \(.exit_code) |",
         "| duration | \($seconds) s |",
         (if .message != "" then "| error | \(.message | cell) |" else empty end),
-        (if (.reasons | length) > 0 then "", "**Why the release failed** (traffic stayed on, or went back to, \(.live_release)):", "", (.reasons[] | "- \(. | cell)") else empty end),
+        (if (.reasons | length) > 0 then "", "**Why the release failed** (traffic stayed on, or went back to, \(.live_release)):", "", (.reasons[] | "- \(.description | cell)\(if .code then " (`\(.code)`)" else "" end)") else empty end),
         (if (.warnings | length) > 0 then "", "**Warnings**", "", (.warnings[] | "- \(. | cell)") else empty end),
         (if (.steps | length) > 0 then "", "<details><summary>\(.steps | length) steps</summary>", "", (.steps | join(" → ")), "", "</details>" else empty end),
         ""' <<<"$summary" >>"$GITHUB_STEP_SUMMARY"

@@ -547,7 +547,7 @@ fn action_reports_a_failed_release() {
         eprintln!("skipped: needs greenlight's emulator to script target health");
         return;
     }
-    let seeded = s.seed("ghafail", &["--health-timeout", "3s"]);
+    let seeded = s.seed("ghafail", &["--health-timeout", "1s"]);
     let ws = tempfile::tempdir().unwrap();
     let listener = seeded.str("listener_arn");
     let tg_a = seeded.target_group(0);
@@ -600,7 +600,22 @@ fn action_reports_a_failed_release() {
     );
     let kept = events(&run);
     assert_eq!(kept.last().unwrap()["event"], "error");
-    assert!(kept.iter().any(|e| e["event"] == "release_failed"));
+    let failed = kept
+        .iter()
+        .find(|e| e["event"] == "release_failed")
+        .expect("a release_failed event");
+    // Reasons are {code, description, target} (a string in greenlights before them).
+    let reasons = failed["reasons"].as_array().unwrap();
+    if reasons[0].is_object() {
+        assert_eq!(run.out("reason-codes"), "health_timeout,target_unhealthy");
+        assert!(
+            run.summary.contains("(`health_timeout`)"),
+            "{}",
+            run.summary
+        );
+    } else {
+        assert_eq!(run.out("reason-codes"), "");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
