@@ -117,7 +117,8 @@ seconds=$(($(date +%s) - started))
 
 # Everything below reads the events with jq; a line that is not JSON (there should be none) is
 # skipped rather than failing the step.
-summary="$(jq -R -s --arg command "$command" --argjson code "$code" '
+summary="$(jq -R -s --arg command "$command" --argjson code "$code" \
+    --arg asked "${GREENLIGHT_INPUT_RELEASE:-}" '
     [split("\n")[] | fromjson? // empty]
     | def by_code:
         if $code == 0 then "ok" elif $code == 2 then "bad_input" elif $code == 3 then "failed"
@@ -140,6 +141,7 @@ summary="$(jq -R -s --arg command "$command" --argjson code "$code" '
         release: (
             if $result and ($result.release // null) then $result.release
             elif $started then $started.release
+            elif $command == "deploy" then $asked
             elif $status then ($status.release.release // $status.live_release // "")
             else "" end),
         live_release: (

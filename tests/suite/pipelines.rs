@@ -501,6 +501,7 @@ fn action_deploys_shows_status_rolls_back_and_reports_bad_input() {
     assert_eq!(run.code, 2, "{}", run.log);
     assert_eq!(run.out("exit-code"), "2");
     assert_eq!(run.out("outcome"), "bad_input");
+    assert_eq!(run.out("release"), "v5", "the release asked for");
     assert!(
         run.out("message").contains("ami-00000000000000000"),
         "{:?}",
@@ -616,6 +617,69 @@ fn action_reports_a_failed_release() {
     } else {
         assert_eq!(run.out("reason-codes"), "");
     }
+
+    // Busy: another deploy holds the service's lock (it waits for v3's health, which never
+    // comes; its config allows a minute). The action's deploy exits 4, outcome busy.
+    s.script_health(
+        json!({"asg_name": seeded.fleet("v3")}),
+        json!([{"state": "initial", "reason": "Elb.RegistrationInProgress"}]),
+    );
+    let patient = ws.path().join("patient.toml");
+    let text = fs::read_to_string(&seeded.config)
+        .unwrap()
+        .replace("timeout = \"1s\"", "timeout = \"1m\"");
+    assert!(text.contains("timeout = \"1m\""), "{text}");
+    fs::write(&patient, text).unwrap();
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_greenlight"))
+        .env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .envs(s.aws_env())
+        .arg("--config")
+        .arg(&patient)
+        .args([
+            "--output",
+            "json",
+            "deploy",
+            "--release",
+            "v3",
+            "--image-id",
+        ])
+        .arg(seeded.image(2))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the deploy that holds the lock");
+    // Wait until it holds the lock: its first event comes after it took it.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("deploy_started"), "{first}");
+    let run = run_action(
+        &[("config", &config), ("release", "v4"), ("image-id", &image)],
+        &s.aws_env(),
+        ws.path(),
+        &[bin_dir()],
+    );
+    // Stop the holder (SIGTERM: it stops at a safe point and releases the lock).
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(holder.id().to_string())
+        .status();
+    let holder_status = holder.wait().unwrap();
+    assert_eq!(run.code, 4, "{}", run.log);
+    assert_eq!(run.out("outcome"), "busy");
+    assert_eq!(run.out("exit-code"), "4");
+    assert_eq!(run.out("release"), "v4", "the release asked for");
+    assert!(
+        run.out("message").contains("is locked by"),
+        "{:?}",
+        run.outputs
+    );
+    assert!(run.summary.contains("### greenlight deploy: ❌ busy"));
+    assert_eq!(holder_status.code(), Some(143));
 }
 
 // ---------------------------------------------------------------------------------------------
