@@ -12,6 +12,7 @@
 //! attempt (src/aws/trace.rs). The Lambda (`bootstrap`) logs JSON lines with greenlight's info
 //! and everyone's warnings unless `GREENLIGHT_LOG` or `RUST_LOG` says otherwise ([`init_lambda`]).
 
+use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -145,7 +146,7 @@ fn install(directives: &str, json: bool, ansi: bool) {
         return;
     };
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(Redacting::stderr)
         .with_env_filter(filter);
     // A second install (a test calling twice) keeps the first one.
     let _ = if json {
@@ -158,6 +159,95 @@ fn install(directives: &str, json: bool, ansi: bool) {
     } else {
         builder.with_ansi(ansi).try_init()
     };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials never reach a log line
+
+/// Stderr, with credentials taken out of every line: the AWS SDK's own trace logs (`--debug`,
+/// `RUST_LOG=trace`) print the resolved identity's access key id, and a secret or a session
+/// token could reach a line through any `Debug` impl that does not redact it. Each log event is
+/// formatted into one buffer and written with one `write_all`, so a line is scrubbed whole.
+struct Redacting {
+    secrets: Vec<String>,
+}
+
+impl Redacting {
+    fn stderr() -> RedactingWriter {
+        static SECRETS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let secrets = SECRETS.get_or_init(|| {
+            [
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "AWS_SECURITY_TOKEN",
+            ]
+            .iter()
+            .filter_map(|key| std::env::var(key).ok())
+            .filter(|value| value.len() >= 8)
+            .collect()
+        });
+        RedactingWriter {
+            redacting: Redacting {
+                secrets: secrets.clone(),
+            },
+        }
+    }
+
+    fn scrub(&self, line: &str) -> String {
+        let mut out = redact_access_key_ids(line);
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "** redacted **");
+            }
+        }
+        out
+    }
+}
+
+struct RedactingWriter {
+    redacting: Redacting,
+}
+
+impl std::io::Write for RedactingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(self.redacting.scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Access key ids (`AKIA…`, `ASIA…`: four letters then 16 upper-case letters or digits, as a
+/// word) replaced by their first four letters and a mark.
+fn redact_access_key_ids(line: &str) -> String {
+    const LEN: usize = 20;
+    let bytes = line.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i + LEN <= bytes.len() {
+        let candidate = &bytes[i..i + LEN];
+        let starts = matches!(&candidate[..4], b"AKIA" | b"ASIA");
+        let body = candidate[4..]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let bounded =
+            (i == 0 || !word(bytes[i - 1])) && bytes.get(i + LEN).is_none_or(|b| !word(*b));
+        if starts && body && bounded {
+            out.push_str(&line[copied..i + 4]);
+            out.push_str("…(redacted)");
+            i += LEN;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&line[copied..]);
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +408,30 @@ fn action_summary(action: &Action) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn access_key_ids_and_secrets_are_taken_out_of_log_lines() {
+        let redacting = Redacting {
+            secrets: vec!["markersecret/abc+def".into()],
+        };
+        let line = "identity=Credentials { access_key_id: \"AKIAMARKERKEY0000001\", \
+                    session: ASIAXXXXXXXXXXXXXXXX, secret: markersecret/abc+def }";
+        assert_eq!(
+            redacting.scrub(line),
+            "identity=Credentials { access_key_id: \"AKIA…(redacted)\", \
+             session: ASIA…(redacted), secret: ** redacted ** }"
+        );
+        // Not an id: too short, too long, lower case, part of a longer word.
+        for kept in [
+            "AKIA123",
+            "AKIAMARKERKEY00000012",
+            "akiamarkerkey0000001",
+            "XAKIAMARKERKEY0000001",
+            "release v2 on checkout-v2",
+        ] {
+            assert_eq!(redacting.scrub(kept), kept);
+        }
+    }
+
     use super::*;
 
     /// What a filter lets through: greenlight's info and debug lines, the AWS SDK's debug and

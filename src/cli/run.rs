@@ -12,6 +12,7 @@ use crate::core::decide::{DeployRequest, Launch};
 use crate::core::lock::Holder;
 use crate::core::names::ServiceName;
 use crate::core::names::{ImageId, ReleaseName};
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::spec::{self, ConfigError, Spec, parse_duration};
 use crate::engine::cleanup::{self, CleanupOptions, Outcome, Runner, Scope};
 use crate::engine::clock::{Clock as _, SystemClock};
@@ -60,6 +61,7 @@ pub fn main() -> ExitCode {
                 format,
                 exit::INTERNAL,
                 &format!("cannot start the async runtime: {e}"),
+                ReasonCode::Internal,
             );
         }
     };
@@ -68,10 +70,11 @@ pub fn main() -> ExitCode {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run(cli))));
     match outcome {
         Ok(Ok(())) => ExitCode::from(exit::SUCCESS),
-        Ok(Err(failure)) => fail(
+        Ok(Err(failure)) => fail_with(
             format,
             exit::code(&failure),
             &failure.message(profile.as_deref()),
+            failure.reasons(profile.as_deref()),
         ),
         Err(panic) => {
             let what = panic
@@ -87,17 +90,24 @@ pub fn main() -> ExitCode {
                      steps: run `greenlight status` to see where things stand",
                     what.replace('\n', " ")
                 ),
+                ReasonCode::Internal,
             )
         }
     }
 }
 
+/// An error that is not a [`Failure`]: a bug, the runtime, the command line.
+fn fail(format: Format, code: u8, message: &str, why: ReasonCode) -> ExitCode {
+    fail_with(format, code, message, vec![Reason::new(why, message)])
+}
+
 /// The error, on stderr as one line, and as the last JSON event for machines.
-fn fail(format: Format, code: u8, message: &str) -> ExitCode {
+fn fail_with(format: Format, code: u8, message: &str, reasons: Vec<Reason>) -> ExitCode {
     if format == Format::Json {
         json::print_event(&Event::Error {
             exit_code: code,
             message: message.to_owned(),
+            reasons,
         });
     }
     eprintln!("error: {message}");
@@ -147,6 +157,7 @@ fn usage_error(error: clap::Error, format: Format) -> ExitCode {
         format,
         exit::BAD_INPUT,
         &format!("{message} (see greenlight --help)"),
+        ReasonCode::Usage,
     )
 }
 
@@ -229,7 +240,9 @@ fn watch_signals(stop: Stop, format: Format) {
                     "{got} again: exiting now, not at a safe point; `greenlight status` shows \
                      where things stand, and re-running the command resumes"
                 );
-                let _ = fail(format, got.exit_code(), &message);
+                let reasons =
+                    vec![Reason::new(ReasonCode::Interrupted, &message).on(got.to_string())];
+                let _ = fail_with(format, got.exit_code(), &message, reasons);
                 std::process::exit(i32::from(got.exit_code()));
             }
             eprintln!(

@@ -35,6 +35,7 @@ use super::health::FleetHealth;
 use super::hooks::HookStage;
 use super::names::{FleetName, ImageId, ListenerArn, ReleaseName, RuleArn, TargetGroupArn};
 use super::plan::{Percent, Plan, StepNumber};
+use super::reason::Reason;
 use super::router::{RouterWrite, Slot};
 use super::tags::Phase;
 use super::test_traffic::RuleCondition;
@@ -220,7 +221,7 @@ pub enum Action {
         from: TargetGroupArn,
         fleet: FleetName,
         release: String,
-        reason: String,
+        reason: Reason,
         #[serde(flatten)]
         write: RouterWrite,
     },
@@ -245,14 +246,14 @@ pub enum Action {
     RecordStop {
         fleet: FleetName,
         release: String,
-        reason: String,
+        reason: Reason,
     },
     /// The release stops: green is scaled to zero and tagged failed with why. It takes no
     /// traffic (a [`Action::RouteBack`] comes first when it did).
     FailRelease {
         fleet: FleetName,
         release: String,
-        reasons: Vec<String>,
+        reasons: Vec<Reason>,
     },
 }
 

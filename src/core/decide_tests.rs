@@ -20,6 +20,7 @@ use crate::core::health::{TargetHealth, TargetState, fleet_health};
 use crate::core::names::{FleetName, ImageId, ListenerArn, ReleaseName, TargetGroupArn};
 use crate::core::observed::{Observed, SlotObserved};
 use crate::core::plan::{Pause, Percent, Plan, Step, StepNumber, Strategy as PlanStrategy};
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::router::{
     Forward, RouterAction, RouterId, RouterState, RouterWrite, Routing, Slot, Stickiness, Weight,
 };
@@ -496,7 +497,7 @@ fn route_back(stable: Slot, reason: &str, seen: &[(&str, u16)]) -> Action {
         from: slot_tg(green),
         fleet: name("checkout-v2"),
         release: "v2".to_owned(),
-        reason: reason.to_owned(),
+        reason: expected_reason(reason),
         write: write(seen, &[(tg_of(stable), 100), (tg_of(green), 0)]),
     }
 }
@@ -505,8 +506,50 @@ fn fail(fleet_name: &str, release_name: &str, reasons: &[&str]) -> Action {
     Action::FailRelease {
         fleet: name(fleet_name),
         release: release_name.to_owned(),
-        reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+        reasons: reasons.iter().map(|r| expected_reason(r)).collect(),
     }
+}
+
+/// The reason a stop with this description has: its code and target, by the test's own
+/// reading of the words (the release in these tables is v2 on fleet checkout-v2).
+pub(super) fn expected_reason(description: &str) -> Reason {
+    let reason = |code| Reason::new(code, description);
+    let after = |prefix: &str| description.strip_prefix(prefix).map(str::to_owned);
+    if let Some(rest) = after("aborted by ") {
+        let who = rest.split(" at ").next().unwrap_or(&rest).to_owned();
+        return reason(ReasonCode::Aborted).on(who);
+    }
+    if let Some(rest) = after("rolled back by ") {
+        let who = rest.trim_end_matches(" while in progress").to_owned();
+        return reason(ReasonCode::RolledBack).on(who);
+    }
+    if let Some(rest) = after("alarm ") {
+        let alarm = rest.split(' ').next().unwrap_or_default().to_owned();
+        return reason(ReasonCode::Alarm).on(alarm);
+    }
+    if description.starts_with("not healthy in time") {
+        return reason(ReasonCode::HealthTimeout).on("checkout-v2");
+    }
+    if description.starts_with("i-") {
+        let instance = description.split(' ').next().unwrap_or_default().to_owned();
+        return reason(ReasonCode::TargetUnhealthy).on(instance);
+    }
+    if description.contains("with no healthy target")
+        || description.contains("not fully healthy again")
+    {
+        return reason(ReasonCode::HealthLost).on("checkout-v2");
+    }
+    if description.starts_with("analysis failed") {
+        return reason(ReasonCode::AnalysisFailed).on("v2");
+    }
+    if description.starts_with("analysis inconclusive") {
+        return reason(ReasonCode::AnalysisInconclusive).on("v2");
+    }
+    if let Some(rest) = after("hook `") {
+        let command = rest.split('`').next().unwrap_or_default().to_owned();
+        return reason(ReasonCode::HookFailed).on(command);
+    }
+    reason(ReasonCode::Recorded)
 }
 
 fn mark_live_action(fleet_name: &str, release_name: &str) -> Action {
@@ -3454,7 +3497,7 @@ fn applied(mut observed: Observed, action: &Action, now: SystemTime) -> Observed
             // The reason is recorded on green before the traffic moves back.
             set_tags(
                 fleet_mut(&mut observed, fleet),
-                &[(tags::ABORT, reason.clone())],
+                &[(tags::ABORT, reason.to_tag())],
                 &[],
             );
             observed.router.action = RouterAction::Forward {
@@ -3531,7 +3574,7 @@ fn applied(mut observed: Observed, action: &Action, now: SystemTime) -> Observed
                 summary,
                 &[
                     (tags::PHASE, "failed".to_owned()),
-                    (tags::FAILURE, reasons.join("; ")),
+                    (tags::FAILURE, crate::core::reason::describe(reasons)),
                 ],
                 &[tags::STEP, tags::STEP_AT, tags::PROMOTED],
             );
@@ -4850,7 +4893,9 @@ fn rollback_decision_is_safe(
             ));
             prop_assert_eq!(
                 reasons,
-                &vec![format!("rolled back by {BY} while in progress")]
+                &vec![expected_reason(&format!(
+                    "rolled back by {BY} while in progress"
+                ))]
             );
         }
         Decision::Done(Done::AlreadyRolledBack { from, .. }) => {

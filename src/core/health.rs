@@ -157,8 +157,11 @@ pub fn fleet_health(fleet: &FleetSummary, targets: &[TargetHealth]) -> FleetHeal
 }
 
 /// Descriptions AWS gave for unhealthy targets, deduplicated; the detail a failure report needs.
-pub fn unhealthy_descriptions(fleet: &FleetSummary, targets: &[TargetHealth]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+pub fn unhealthy_descriptions(
+    fleet: &FleetSummary,
+    targets: &[TargetHealth],
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     for target in targets {
         if target.state == TargetState::Healthy
             || !fleet.instances.iter().any(|i| i.id == target.target_id)
@@ -170,7 +173,7 @@ pub fn unhealthy_descriptions(fleet: &FleetSummary, targets: &[TargetHealth]) ->
             (Some(r), None) => format!("{} {}: {r}", target.target_id, target.state),
             _ => format!("{} {}", target.target_id, target.state),
         };
-        out.push(text);
+        out.push((target.target_id.clone(), text));
     }
     out
 }

@@ -14,6 +14,7 @@ pub mod lock;
 pub mod names;
 pub mod observed;
 pub mod plan;
+pub mod reason;
 pub mod router;
 pub mod spec;
 pub mod tags;

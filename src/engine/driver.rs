@@ -10,6 +10,7 @@ use crate::core::decide::{Action, Decision, Done, Wait, WaitReason, in_progress,
 use crate::core::names::FleetName;
 use crate::core::observed::{Observed, Occupancy};
 use crate::core::plan::StepNumber;
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::spec::Spec;
 
 use super::backoff::Backoff;
@@ -38,7 +39,7 @@ pub enum Ending {
     /// A release was failed (scaled to zero, tagged) and the caller stops there.
     Failed {
         release: String,
-        reasons: Vec<String>,
+        reasons: Vec<Reason>,
     },
 }
 
@@ -246,10 +247,16 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                                 && !run.last_lines.is_empty()
                             {
                                 // The tag holds a few words; the error gets the whole tail.
-                                reasons.push(format!(
-                                    "hook output ended with: {}",
-                                    run.last_lines.join(" | ")
-                                ));
+                                reasons.push(
+                                    Reason::new(
+                                        ReasonCode::HookFailed,
+                                        format!(
+                                            "hook output ended with: {}",
+                                            run.last_lines.join(" | ")
+                                        ),
+                                    )
+                                    .on(run.command.clone()),
+                                );
                             }
                             self.reporter.report(&Event::ReleaseFailed {
                                 release: release.clone(),

@@ -9,6 +9,7 @@ use crate::core::decide::{Action, Wait, WaitReason};
 use crate::core::health::FleetHealth;
 use crate::core::names::{FleetName, TargetGroupArn};
 use crate::core::plan::{Percent, StepNumber, Strategy};
+use crate::core::reason::Reason;
 use crate::core::router::Slot;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -114,7 +115,7 @@ pub enum Event {
     /// Green never became healthy; traffic stayed on the previous release.
     ReleaseFailed {
         release: String,
-        reasons: Vec<String>,
+        reasons: Vec<Reason>,
     },
     /// Traffic is back on the previous release.
     RolledBack {
@@ -134,6 +135,8 @@ pub enum Event {
     Error {
         exit_code: u8,
         message: String,
+        /// The same, structured: one per cause (a release's reasons, or the failure's kind).
+        reasons: Vec<Reason>,
     },
 }
 

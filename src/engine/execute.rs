@@ -10,6 +10,7 @@ use crate::core::fleet::{Capacity, FleetConfig, FleetTag};
 use crate::core::hooks::HookStage;
 use crate::core::names::{FleetName, ReleaseName};
 use crate::core::plan::{Plan, StepNumber};
+use crate::core::reason::{self, Reason, ReasonCode};
 use crate::core::router::{Forward, RouterId, RouterWrite, same_forwards};
 use crate::core::spec::Spec;
 use crate::core::tags::{self, Phase};
@@ -98,7 +99,10 @@ async fn apply_action<C: Cloud>(
         }
         Action::RecordStop { fleet, reason, .. } => {
             cloud
-                .tag_fleet(fleet, &[(tags::ABORT.to_owned(), tags::clip(reason))])
+                .tag_fleet(
+                    fleet,
+                    &[(tags::ABORT.to_owned(), tags::clip(&reason.to_tag()))],
+                )
                 .await
                 .map_err(cloud_err)?;
         }
@@ -127,7 +131,11 @@ async fn apply_action<C: Cloud>(
             .await;
             let tag = match runs.iter().find(|r| !r.passed()) {
                 // Why, on green: the next pass stops the release for it.
-                Some(failed) => (tags::ABORT.to_owned(), tags::clip(&failed.failure())),
+                Some(failed) => {
+                    let reason = Reason::new(ReasonCode::HookFailed, failed.failure())
+                        .on(failed.command.clone());
+                    (tags::ABORT.to_owned(), tags::clip(&reason.to_tag()))
+                }
                 None => (tags::HOOKS_DONE.to_owned(), done.clone()),
             };
             cloud.tag_fleet(fleet, &[tag]).await.map_err(cloud_err)?;
@@ -145,7 +153,10 @@ async fn apply_action<C: Cloud>(
             // Why, first: after traffic is back, the next pass fails the release for this
             // reason instead of taking a green at 0% for a router someone changed.
             cloud
-                .tag_fleet(fleet, &[(tags::ABORT.to_owned(), tags::clip(reason))])
+                .tag_fleet(
+                    fleet,
+                    &[(tags::ABORT.to_owned(), tags::clip(&reason.to_tag()))],
+                )
                 .await
                 .map_err(cloud_err)?;
             route(cloud, &spec.router, write).await?;
@@ -306,7 +317,10 @@ async fn apply_action<C: Cloud>(
                 .await
                 .map_err(cloud_err)?;
             let mut failure = vec![
-                (tags::FAILURE.to_owned(), tags::clip(&reasons.join("; "))),
+                (
+                    tags::FAILURE.to_owned(),
+                    tags::clip(&reason::describe(reasons)),
+                ),
                 (tags::UNROUTED_AT.to_owned(), tags::timestamp(now)),
             ];
             failure.extend(tags::routing(&spec.router, &spec.slots));

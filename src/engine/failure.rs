@@ -3,6 +3,7 @@
 use crate::core::cloud::{CloudError, CloudErrorKind};
 use crate::core::decide::{Refusal, RefusalKind};
 use crate::core::lock::LockRecord;
+use crate::core::reason::{self, Reason, ReasonCode};
 use crate::core::spec::ConfigError;
 use crate::core::twin::TwinError;
 
@@ -21,7 +22,7 @@ pub enum Failure {
     #[error("{}", release_failed(release, reasons))]
     ReleaseFailed {
         release: String,
-        reasons: Vec<String>,
+        reasons: Vec<Reason>,
     },
     #[error("{0}")]
     Busy(String),
@@ -70,10 +71,10 @@ fn cleanup_failed(failures: &[ServiceFailure]) -> String {
     format!("cleanup failed for {}", each.join("; "))
 }
 
-fn release_failed(release: &str, reasons: &[String]) -> String {
+fn release_failed(release: &str, reasons: &[Reason]) -> String {
     match release {
-        "" => reasons.join("; "),
-        release => format!("release {release} failed: {}", reasons.join("; ")),
+        "" => reason::describe(reasons),
+        release => format!("release {release} failed: {}", reason::describe(reasons)),
     }
 }
 
@@ -163,7 +164,7 @@ impl From<Refusal> for Failure {
             RefusalKind::NeedsAttention => Failure::NeedsAttention(refusal.message),
             RefusalKind::ReleaseFailed => Failure::ReleaseFailed {
                 release: String::new(),
-                reasons: vec![refusal.message],
+                reasons: vec![Reason::new(ReasonCode::ReleaseFailed, refusal.message)],
             },
         }
     }
@@ -178,6 +179,45 @@ impl Failure {
                 credentials_message(error, profile, *changed)
             }
             other => other.to_string(),
+        }
+    }
+
+    /// Why, structured, for the `error` event: a failed release's own reasons, else one reason
+    /// per cause (each service of a cleanup), its description the message people read.
+    pub fn reasons(&self, profile: Option<&str>) -> Vec<Reason> {
+        let one = |code| vec![Reason::new(code, self.message(profile))];
+        match self {
+            Failure::Config(_) => one(ReasonCode::Config),
+            Failure::BadInput(_) => one(ReasonCode::BadInput),
+            Failure::Twin(error) => {
+                vec![Reason::new(ReasonCode::Twin, self.message(profile)).on(error.fleet.clone())]
+            }
+            Failure::ReleaseFailed { reasons, .. } if !reasons.is_empty() => reasons.clone(),
+            Failure::ReleaseFailed { release, .. } => {
+                let reason = Reason::new(ReasonCode::ReleaseFailed, self.message(profile));
+                vec![if release.is_empty() {
+                    reason
+                } else {
+                    reason.on(release.clone())
+                }]
+            }
+            Failure::Busy(_) => one(ReasonCode::Busy),
+            Failure::Locked(lock) => vec![
+                Reason::new(ReasonCode::Locked, self.message(profile)).on(lock.service.clone()),
+            ],
+            Failure::NeedsAttention(_) => one(ReasonCode::NeedsAttention),
+            Failure::Cloud { error, .. } => vec![
+                Reason::new(ReasonCode::Aws, self.message(profile)).on(error.operation.clone()),
+            ],
+            Failure::CleanupFailed(failures) => failures
+                .iter()
+                .map(|f| {
+                    Reason::new(ReasonCode::CleanupFailed, f.message.clone()).on(f.service.clone())
+                })
+                .collect(),
+            Failure::Interrupted { signal, .. } => vec![
+                Reason::new(ReasonCode::Interrupted, self.message(profile)).on(signal.to_string()),
+            ],
         }
     }
 

@@ -5,6 +5,7 @@
 
 use crate::core::cloud::Cloud;
 use crate::core::decide::{Clock as CoreClock, Done, decide_promote, decide_resume};
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::tags;
 
 use super::abort::DRIVERS;
@@ -103,9 +104,12 @@ pub async fn promote<C: Cloud, K: Clock>(
         Ending::Done(Done::Live { release, .. }) if release != request.release => {
             return Err(Failure::ReleaseFailed {
                 release: request.release,
-                reasons: vec![format!(
-                    "it is no longer in progress (stopped before this promote took over); \
-                     release {release} is live"
+                reasons: vec![Reason::new(
+                    ReasonCode::ReleaseFailed,
+                    format!(
+                        "it is no longer in progress (stopped before this promote took over); \
+                         release {release} is live"
+                    ),
                 )],
             });
         }

@@ -13,6 +13,7 @@ use crate::core::lock::LockRecord;
 use crate::core::names::TargetGroupArn;
 use crate::core::observed::{Observed, Occupancy};
 use crate::core::plan::{PauseState, Percent, Strategy, pause_state};
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::router::{RouterId, Routing, Slot};
 use crate::core::spec::Spec;
 use crate::core::tags::{self, Phase, Promoted, ReleaseTags};
@@ -453,13 +454,19 @@ fn settled(report: &StatusReport, watched: Option<&str>) -> Option<Result<(), Fa
     let live_release = slot.release.clone().unwrap_or_default();
     match watched {
         Some(watched) if watched != live_release => {
-            let mut reasons: Vec<String> = report
+            // The failure as the fleet's tag recorded it (descriptions only), then why the
+            // watch calls it failed.
+            let mut reasons: Vec<Reason> = report
                 .traffic
                 .iter()
                 .filter(|s| s.release.as_deref() == Some(watched))
                 .filter_map(|s| s.failure.clone())
+                .map(|f| Reason::new(ReasonCode::Recorded, f))
                 .collect();
-            reasons.push(format!("release {live_release} takes all traffic"));
+            reasons.push(Reason::new(
+                ReasonCode::ReleaseFailed,
+                format!("release {live_release} takes all traffic"),
+            ));
             Some(Err(Failure::ReleaseFailed {
                 release: watched.to_owned(),
                 reasons,

@@ -94,7 +94,7 @@ impl HumanReporter {
                 ) = (&self.stop, action)
                 {
                     self.stop = Some(Stop {
-                        reason: reason.clone(),
+                        reason: reason.description.clone(),
                         short: "stopped",
                     });
                 }
@@ -110,7 +110,12 @@ impl HumanReporter {
                 lines.extend(
                     reasons
                         .iter()
-                        .filter(|r| !self.stop.as_ref().is_some_and(|stop| stop.is(r)))
+                        .filter(|r| {
+                            !self
+                                .stop
+                                .as_ref()
+                                .is_some_and(|stop| stop.is(&r.description))
+                        })
                         .map(|r| format!("  {r}")),
                 );
                 lines
@@ -463,7 +468,9 @@ fn describe_action(action: &Action) -> String {
         }
         Action::FailRelease { fleet, reasons, .. } => format!(
             "{}: scaling {fleet} to 0 and marking it failed",
-            reasons.first().map_or("stopping", String::as_str)
+            reasons
+                .first()
+                .map_or("stopping", |r| r.description.as_str())
         ),
     }
 }
@@ -473,12 +480,17 @@ fn describe_action(action: &Action) -> String {
 fn refer_back(action: &Action, stop: &Stop) -> Action {
     let mut action = action.clone();
     match &mut action {
-        Action::RouteBack { reason, .. } | Action::RecordStop { reason, .. } if stop.is(reason) => {
-            *reason = stop.short.to_owned();
+        Action::RouteBack { reason, .. } | Action::RecordStop { reason, .. }
+            if stop.is(&reason.description) =>
+        {
+            reason.description = stop.short.to_owned();
         }
         Action::FailRelease { reasons, .. } => {
-            if let Some(first) = reasons.first_mut().filter(|first| stop.is(first)) {
-                *first = stop.short.to_owned();
+            if let Some(first) = reasons
+                .first_mut()
+                .filter(|first| stop.is(&first.description))
+            {
+                first.description = stop.short.to_owned();
             }
         }
         _ => {}
@@ -736,6 +748,12 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::core::reason::{Reason, ReasonCode};
+
+    /// A reason as read back from a tag without a code: the renderer only shows descriptions.
+    fn recorded(description: &str) -> Reason {
+        Reason::new(ReasonCode::Recorded, description)
+    }
     use crate::core::decide::Launch;
     use crate::core::names::{FleetName, ImageId, ReleaseName, TargetGroupArn};
     use crate::core::plan::{Pause, Percent, Plan, StepNumber, Strategy};
@@ -928,7 +946,7 @@ mod tests {
             (
                 Event::ReleaseFailed {
                     release: "v2".into(),
-                    reasons: vec!["not healthy in time: 0/2 healthy".into()],
+                    reasons: vec![recorded("not healthy in time: 0/2 healthy")],
                 },
                 &[
                     "✗ release v2 failed; traffic stayed on the previous release",
@@ -973,7 +991,7 @@ mod tests {
                 from: tg("checkout-b"),
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
-                reason: failure.clone(),
+                reason: recorded(&failure),
                 write: write(all_to(&tg("checkout-a"), &tg("checkout-b"))),
             },
         };
@@ -989,8 +1007,8 @@ mod tests {
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
                 reasons: vec![
-                    clipped.clone(),
-                    "hook output ended with: checking | 5xx spike".into(),
+                    recorded(&clipped),
+                    recorded("hook output ended with: checking | 5xx spike"),
                 ],
             },
         };
@@ -1003,7 +1021,7 @@ mod tests {
             action: Action::FailRelease {
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
-                reasons: vec!["alarm checkout-5xx is in ALARM".into()],
+                reasons: vec![recorded("alarm checkout-5xx is in ALARM")],
             },
         };
         assert_eq!(
@@ -1030,7 +1048,7 @@ mod tests {
                 from: tg("checkout-b"),
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
-                reason: why.into(),
+                reason: recorded(why),
                 write: write(all_to(&tg("checkout-a"), &tg("checkout-b"))),
             },
         };
@@ -1044,7 +1062,7 @@ mod tests {
             action: Action::FailRelease {
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
-                reasons: vec![why.into()],
+                reasons: vec![recorded(why)],
             },
         };
         assert_eq!(
@@ -1053,7 +1071,7 @@ mod tests {
         );
         let failed = Event::ReleaseFailed {
             release: "v2".into(),
-            reasons: vec![why.into()],
+            reasons: vec![recorded(why)],
         };
         assert_eq!(
             reporter.lines(&failed),
@@ -1066,7 +1084,7 @@ mod tests {
             action: Action::RecordStop {
                 fleet: FleetName::new("checkout-v2"),
                 release: "v2".into(),
-                reason: alarm.into(),
+                reason: recorded(alarm),
             },
         };
         assert_eq!(
@@ -1075,7 +1093,7 @@ mod tests {
         );
         let failed = Event::ReleaseFailed {
             release: "v2".into(),
-            reasons: vec![alarm.into(), "something else".into()],
+            reasons: vec![recorded(alarm), recorded("something else")],
         };
         assert_eq!(
             reporter.lines(&failed),

@@ -917,6 +917,25 @@ fn run_case(s: &Session, aws: &Aws, seeded: &Seeded, case: &Case, dir: &Path) ->
                             "the error event's message is not the stderr line: {last} vs {line}"
                         )),
                     }
+                    // Structured too: each reason's code is one its exit code can have.
+                    let allowed: &[&str] = match case.code {
+                        2 => &["bad_input", "config", "usage", "twin", "aws"],
+                        4 => &["locked", "busy"],
+                        5 => &["needs_attention", "aws"],
+                        _ => &["aws", "internal"],
+                    };
+                    let reasons = last["reasons"].as_array().cloned().unwrap_or_default();
+                    if reasons.is_empty()
+                        || !reasons.iter().all(|r| {
+                            r["code"].as_str().is_some_and(|c| allowed.contains(&c))
+                                && r["description"].as_str().is_some_and(|d| !d.is_empty())
+                        })
+                    {
+                        problem(format!(
+                            "the error event's reasons are not {{code in {allowed:?}, \
+                             description}}: {last}"
+                        ));
+                    }
                 }
                 _ => problem(format!("no JSON error event on stdout: {text:?}")),
             }

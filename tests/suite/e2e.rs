@@ -423,9 +423,36 @@ fn unhealthy_green_fails_with_exit_3_and_traffic_stays_on_blue() {
         .collect();
     assert!(events.iter().all(|e| e["event"].is_string()));
     assert!(!events.iter().any(|e| e["action"] == "flip"), "{events:?}");
-    assert!(events.iter().any(|e| e["event"] == "release_failed"));
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "release_failed")
+        .expect("a release_failed event");
     assert_eq!(events.last().unwrap()["event"], "error");
     assert_eq!(events.last().unwrap()["exit_code"], 3);
+    // Why, structured: the deadline on the fleet, then each target with AWS's reason.
+    let reasons = failed["reasons"].as_array().expect("reasons");
+    assert_eq!(reasons[0]["code"], "health_timeout", "{failed}");
+    assert_eq!(
+        reasons[0]["target"],
+        seeded.fleet("v2").as_str(),
+        "{failed}"
+    );
+    assert!(reasons.len() > 1, "{failed}");
+    for target in &reasons[1..] {
+        assert_eq!(target["code"], "target_unhealthy", "{target}");
+        assert!(
+            target["target"].as_str().unwrap().starts_with("i-"),
+            "{target}"
+        );
+        assert!(
+            target["description"]
+                .as_str()
+                .unwrap()
+                .contains("Target.ResponseCodeMismatch"),
+            "{target}"
+        );
+    }
+    assert_eq!(&events.last().unwrap()["reasons"], &failed["reasons"]);
 
     assert_eq!(
         aws.live(&aws.listener_forwards(&listener)),

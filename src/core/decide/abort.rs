@@ -10,6 +10,7 @@ use super::verify;
 use super::{Action, Decision, Done, Refusal, decided};
 use crate::core::observed::Observed;
 use crate::core::plan::Percent;
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::spec::Spec;
 
 /// The next step of stopping `green`, for `reason`.
@@ -18,7 +19,7 @@ pub(super) fn stop(
     observed: &Observed,
     live: &Live<'_>,
     green: &InProgress<'_>,
-    reason: String,
+    reason: Reason,
 ) -> Result<Decision, Refusal> {
     if green.weight > Percent::ZERO {
         // The live release takes it all back; it must be able to, or nobody is served.
@@ -93,7 +94,11 @@ pub fn decide_abort(spec: &Spec, observed: &Observed, now: SystemTime, by: &str)
             observed,
             &live,
             &green,
-            format!("aborted by {by} at {}", crate::core::tags::timestamp(now)),
+            Reason::new(
+                ReasonCode::Aborted,
+                format!("aborted by {by} at {}", crate::core::tags::timestamp(now)),
+            )
+            .on(by),
         )
     })())
 }

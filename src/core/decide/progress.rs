@@ -14,6 +14,7 @@ use crate::core::health::unhealthy_descriptions;
 use crate::core::hooks::HookStage;
 use crate::core::observed::Observed;
 use crate::core::plan::{PauseState, Percent, Plan, StepNumber, pause_state};
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::router::{RouterWrite, Stickiness, all_to, split};
 use crate::core::spec::Spec;
 use crate::core::tags::{Phase, Promoted};
@@ -93,12 +94,8 @@ fn move_to(
 
 /// Why a release is being stopped, from its abort request: a person's (`by … at …`) or an
 /// automatic one (the reason itself, recorded before traffic was routed back).
-fn abort_reason(request: &str) -> String {
-    if request.starts_with("by ") {
-        format!("aborted {request}")
-    } else {
-        request.to_owned()
-    }
+fn abort_reason(request: &str) -> Reason {
+    Reason::from_tag(request)
 }
 
 /// The live fleet grew (its own scaling) past green: green follows before taking any more
@@ -177,11 +174,21 @@ pub(super) fn advance(
                     return not_ready(spec, observed, live, green, deadline, clock.now);
                 }
                 if clock.now >= deadline {
-                    let mut reasons = vec![format!("not healthy in time: {}", health.progress())];
-                    reasons.extend(unhealthy_descriptions(
-                        green.occupant.fleet,
-                        &observed.slot(green.slot).targets,
-                    ));
+                    let fleet = &green.occupant.fleet;
+                    let mut reasons = vec![
+                        Reason::new(
+                            ReasonCode::HealthTimeout,
+                            format!("not healthy in time: {}", health.progress()),
+                        )
+                        .on(fleet.name.to_string()),
+                    ];
+                    reasons.extend(
+                        unhealthy_descriptions(fleet, &observed.slot(green.slot).targets)
+                            .into_iter()
+                            .map(|(target, text)| {
+                                Reason::new(ReasonCode::TargetUnhealthy, text).on(target)
+                            }),
+                    );
                     return Ok(Decision::Act(Action::FailRelease {
                         fleet: green.occupant.fleet.name.clone(),
                         release,
@@ -367,12 +374,16 @@ fn releasing(
                         observed,
                         live,
                         green,
-                        format!(
-                            "analysis failed at step {n}/{}: {} ({})",
-                            plan.len(),
-                            reasons.join("; "),
-                            verdict.as_ref().map(|v| v.summary()).unwrap_or_default()
-                        ),
+                        Reason::new(
+                            ReasonCode::AnalysisFailed,
+                            format!(
+                                "analysis failed at step {n}/{}: {} ({})",
+                                plan.len(),
+                                reasons.join("; "),
+                                verdict.as_ref().map(|v| v.summary()).unwrap_or_default()
+                            ),
+                        )
+                        .on(release.clone()),
                     );
                 }
                 Some(ref v @ Verdict::Inconclusive { ref reasons, .. }) => {
@@ -383,12 +394,16 @@ fn releasing(
                                 observed,
                                 live,
                                 green,
-                                format!(
-                                    "analysis inconclusive at step {n}/{} and [analysis] \
-                                     inconclusive = \"fail\": {}",
-                                    plan.len(),
-                                    reasons.join("; ")
-                                ),
+                                Reason::new(
+                                    ReasonCode::AnalysisInconclusive,
+                                    format!(
+                                        "analysis inconclusive at step {n}/{} and [analysis] \
+                                         inconclusive = \"fail\": {}",
+                                        plan.len(),
+                                        reasons.join("; ")
+                                    ),
+                                )
+                                .on(release.clone()),
                             );
                         }
                         (Inconclusive::Wait, false) => {
@@ -444,18 +459,26 @@ fn not_ready(
     let health = &green.occupant.health;
     let release = green.release();
     if green.weight > Percent::ZERO && health.healthy == 0 {
-        let why = format!(
-            "release {release} took {} of the traffic with no healthy target: {}",
-            green.weight,
-            health.progress()
-        );
+        let why = Reason::new(
+            ReasonCode::HealthLost,
+            format!(
+                "release {release} took {} of the traffic with no healthy target: {}",
+                green.weight,
+                health.progress()
+            ),
+        )
+        .on(green.occupant.fleet.name.to_string());
         return stop(spec, observed, live, green, why);
     }
     if now >= deadline {
-        let why = format!(
-            "release {release} was not fully healthy again in time: {}",
-            health.progress()
-        );
+        let why = Reason::new(
+            ReasonCode::HealthLost,
+            format!(
+                "release {release} was not fully healthy again in time: {}",
+                health.progress()
+            ),
+        )
+        .on(green.occupant.fleet.name.to_string());
         return stop(spec, observed, live, green, why);
     }
     Ok(Decision::Wait(Wait {

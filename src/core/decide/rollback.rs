@@ -10,6 +10,7 @@ use super::verify;
 use super::{Action, Decision, Done, Refusal, decided};
 use crate::core::observed::{Observed, Occupancy, crowded_message};
 use crate::core::plan::Percent;
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::spec::Spec;
 use crate::core::tags::{Phase, timestamp};
 
@@ -45,7 +46,11 @@ pub fn decide_rollback(
                 observed,
                 &live,
                 &green,
-                format!("rolled back by {by} while in progress"),
+                Reason::new(
+                    ReasonCode::RolledBack,
+                    format!("rolled back by {by} while in progress"),
+                )
+                .on(by),
             );
         }
         let idle_slot = live.slot.other();

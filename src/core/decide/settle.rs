@@ -10,6 +10,7 @@ use super::{Action, Refusal, WARM_SUSPENDS};
 use crate::core::hooks::HookStage;
 use crate::core::observed::{Observed, Occupancy, foreign_fleet};
 use crate::core::plan::{Percent, StepNumber};
+use crate::core::reason::Reason;
 use crate::core::spec::Spec;
 use crate::core::tags::Phase;
 
@@ -39,8 +40,7 @@ fn verify_after_last_step(
 ) -> Result<Option<Action>, Refusal> {
     let release = live.occupant.release();
     let reason = match &live.occupant.tags.abort {
-        Some(request) if request.starts_with("by ") => Some(format!("aborted {request}")),
-        Some(reason) => Some(reason.clone()),
+        Some(recorded) => Some(Reason::from_tag(recorded)),
         None => verify::alarm_reason(observed),
     };
     if let Some(reason) = reason {

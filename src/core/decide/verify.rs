@@ -8,6 +8,7 @@ use crate::core::hooks::{self, HookStage};
 use crate::core::names::{ListenerArn, TargetGroupArn};
 use crate::core::observed::Observed;
 use crate::core::plan::{Percent, StepNumber};
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::router::{Forward, RouterId, RouterWrite, Stickiness, Weight};
 use crate::core::spec::Spec;
 use crate::core::test_traffic::{self, ListenerRule};
@@ -196,13 +197,17 @@ pub(super) fn close_own(
 }
 
 /// Why the release must stop for an alarm, if one of `[analysis] alarms` is in ALARM.
-pub(super) fn alarm_reason(observed: &Observed) -> Option<String> {
+pub(super) fn alarm_reason(observed: &Observed) -> Option<Reason> {
     firing(&observed.verify.alarms).map(|a| {
-        format!(
-            "alarm {} is in ALARM ({})",
-            a.name,
-            a.reason.trim().replace('\n', " ")
+        Reason::new(
+            ReasonCode::Alarm,
+            format!(
+                "alarm {} is in ALARM ({})",
+                a.name,
+                a.reason.trim().replace('\n', " ")
+            ),
         )
+        .on(a.name.clone())
     })
 }
 

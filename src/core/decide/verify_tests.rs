@@ -26,6 +26,7 @@ use crate::core::hooks::HookStage;
 use crate::core::names::{FleetName, ImageId, ListenerArn, ReleaseName, RuleArn, TargetGroupArn};
 use crate::core::observed::{Observed, SlotObserved};
 use crate::core::plan::{Pause, Percent, Plan, StepNumber};
+use crate::core::reason::{Reason, ReasonCode};
 use crate::core::router::{
     Forward, RouterAction, RouterId, RouterState, RouterWrite, Slot, Stickiness, Weight,
 };
@@ -861,7 +862,7 @@ fn check(name: &str, observed: &Observed, decision: &Decision, expect: &Expect) 
                 write.forwards.iter().any(|f| f.target_group == arn(TG_A)),
                 "{name}: {write:?}"
             );
-            says(name, reason, parts);
+            says(name, &reason.description, parts);
         }
         (
             Expect::Fails(parts),
@@ -873,7 +874,7 @@ fn check(name: &str, observed: &Observed, decision: &Decision, expect: &Expect) 
         ) => {
             assert_eq!((fleet.as_str(), release.as_str()), ("checkout-v2", "v2"));
             assert_eq!(reasons.len(), 1, "{name}: {reasons:?}");
-            says(name, &reasons[0], parts);
+            says(name, &reasons[0].description, parts);
         }
         (
             Expect::Records(parts),
@@ -884,7 +885,7 @@ fn check(name: &str, observed: &Observed, decision: &Decision, expect: &Expect) 
             }),
         ) => {
             assert_eq!((fleet.as_str(), release.as_str()), ("checkout-v2", "v2"));
-            says(name, reason, parts);
+            says(name, &reason.description, parts);
         }
         (
             Expect::Health,
@@ -2565,7 +2566,7 @@ fn applied(observed: &mut Observed, action: &Action, now: SystemTime, failing: O
         Action::RecordStop { fleet, reason, .. } => {
             set_tags(
                 fleet_mut(observed, fleet),
-                &[(tags::ABORT, reason.clone())],
+                &[(tags::ABORT, reason.to_tag())],
                 &[],
             );
         }
@@ -2577,7 +2578,7 @@ fn applied(observed: &mut Observed, action: &Action, now: SystemTime, failing: O
         } => {
             set_tags(
                 fleet_mut(observed, fleet),
-                &[(tags::ABORT, reason.clone())],
+                &[(tags::ABORT, reason.to_tag())],
                 &[],
             );
             route(observed, write);
@@ -2671,7 +2672,7 @@ fn applied(observed: &mut Observed, action: &Action, now: SystemTime, failing: O
                 summary,
                 &[
                     (tags::PHASE, "failed".to_owned()),
-                    (tags::FAILURE, reasons.join("; ")),
+                    (tags::FAILURE, crate::core::reason::describe(reasons)),
                 ],
                 &[tags::STEP, tags::STEP_AT, tags::PROMOTED],
             );
@@ -3167,7 +3168,7 @@ fn deploy_stops_a_release_at_zero_percent_when_it_joins_through_a_test_listener(
     match decide_deploy(&spec, &request("v2", gated()), &unhealthy, late) {
         Decision::Act(Action::RecordStop { reason, .. }) => says(
             "not healthy in time",
-            &reason,
+            &reason.description,
             &["was not fully healthy again in time"],
         ),
         other => panic!("not healthy in time: decided {other:?}"),
@@ -3679,22 +3680,18 @@ impl Gen {
     }
 }
 
-/// Why a release is stopped, as the property names it.
-fn reason_class(reason: &str) -> String {
-    let class = if reason.starts_with("aborted by alice at") {
-        "abort command"
-    } else if reason.starts_with("rolled back by alice") {
-        "rollback command"
-    } else if reason.starts_with("aborted by bob at") {
-        "abort request"
-    } else if reason.starts_with("alarm checkout-5xx is in ALARM") {
-        "alarm"
-    } else if reason.starts_with("analysis failed") {
-        "analysis failed"
-    } else if reason.starts_with("analysis inconclusive") {
-        "analysis inconclusive"
-    } else {
-        return format!("other ({reason})");
+/// Why a release is stopped, as the property names it: by its code and target (alice runs
+/// commands here; bob's abort request is read back from a tag).
+fn reason_class(reason: &Reason) -> String {
+    let target = reason.target.as_deref().unwrap_or_default();
+    let class = match reason.code {
+        ReasonCode::Aborted if target == "alice" => "abort command",
+        ReasonCode::Aborted if target.starts_with("bob") => "abort request",
+        ReasonCode::RolledBack if target == "alice" => "rollback command",
+        ReasonCode::Alarm if target == "checkout-5xx" => "alarm",
+        ReasonCode::AnalysisFailed => "analysis failed",
+        ReasonCode::AnalysisInconclusive => "analysis inconclusive",
+        _ => return format!("other ({reason:?})"),
     };
     class.to_owned()
 }
@@ -3726,7 +3723,8 @@ fn gist(decision: &Decision) -> String {
             Action::RouteBack { reason, .. } => format!("route_back: {}", reason_class(reason)),
             Action::RecordStop { reason, .. } => format!("record_stop: {}", reason_class(reason)),
             Action::FailRelease { reasons, .. } => {
-                format!("fail_release: {}", reason_class(&reasons.join("; ")))
+                let first = reasons.first().map(reason_class).unwrap_or_default();
+                format!("fail_release: {first}")
             }
             other => other.name().to_owned(),
         },
