@@ -12,7 +12,6 @@
 //! attempt (src/aws/trace.rs). The Lambda (`bootstrap`) logs JSON lines with greenlight's info
 //! and everyone's warnings unless `GREENLIGHT_LOG` or `RUST_LOG` says otherwise ([`init_lambda`]).
 
-use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 

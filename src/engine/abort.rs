@@ -73,13 +73,16 @@ pub(super) async fn stop_release<C: Cloud, K: Clock>(
     command: &str,
 ) -> Result<Aborted, Failure> {
     match ctx.lock(command).await {
-        Ok(lease) => stop_holding(ctx, reporter, lease, command).await,
+        Ok(lease) => {
+            let aborted = stop_holding(ctx, reporter, lease, command).await?;
+            Ok(finish(reporter, aborted))
+        }
         Err(Failure::Locked(lock)) => hand_over(ctx, reporter, command, *lock).await,
         Err(other) => Err(other),
     }
 }
 
-/// Stops the release in progress, holding the lock.
+/// Stops the release in progress, holding the lock; the caller reports how it ended.
 async fn stop_holding<C: Cloud, K: Clock>(
     ctx: &Context<'_, C, K>,
     reporter: &mut dyn Reporter,
@@ -105,20 +108,17 @@ async fn stop_holding<C: Cloud, K: Clock>(
     let failed = driver.failed_release.take();
     ctx.unlock(lease, reporter).await;
     match ending? {
-        Ending::Done(Done::NothingInProgress { release, slot }) => Ok(finish(
-            reporter,
-            match failed {
-                Some(stopped) => Aborted::Stopped {
-                    release: stopped,
-                    live: release,
-                    slot,
-                },
-                None => Aborted::NothingInProgress {
-                    live: release,
-                    slot,
-                },
+        Ending::Done(Done::NothingInProgress { release, slot }) => Ok(match failed {
+            Some(stopped) => Aborted::Stopped {
+                release: stopped,
+                live: release,
+                slot,
             },
-        )),
+            None => Aborted::NothingInProgress {
+                live: release,
+                slot,
+            },
+        }),
         other => Err(Failure::NeedsAttention(format!(
             "the abort ended unexpectedly: {other:?}"
         ))),
@@ -212,7 +212,21 @@ async fn hand_over<C: Cloud, K: Clock>(
         // request is this command's to carry out.
         if ctx.held_by_another().await?.is_none() {
             match ctx.lock(command).await {
-                Ok(lease) => return stop_holding(ctx, reporter, lease, command).await,
+                Ok(lease) => {
+                    let aborted = match stop_holding(ctx, reporter, lease, command).await? {
+                        // The runner stopped it after this command's last look and let go:
+                        // the abort it was asked for happened.
+                        Aborted::NothingInProgress { live, slot } if live != release => {
+                            Aborted::Stopped {
+                                release: release.clone(),
+                                live,
+                                slot,
+                            }
+                        }
+                        other => other,
+                    };
+                    return Ok(finish(reporter, aborted));
+                }
                 Err(Failure::Locked(_)) => {}
                 Err(other) => return Err(other),
             }
