@@ -17,7 +17,8 @@ just before the process was started.
 
 Sections (see RESULTS.md for what each measures and how its state is reset between runs):
 rollback, deploy, status, canary step latency, last healthy target → flip, calls while waiting
-(slow), cleanup --all --dry-run over 1,000 services (slow), --help / binary size / RSS, CI time.
+(slow), rollback and deploy again through a proxy adding a round trip to every call (--rtt-ms,
+25), cleanup --all --dry-run over 1,000 services (slow), --help / binary size / RSS, CI time.
 
 Writes <out>/results.json and <out>/RESULTS.md. Exit 1 if a run failed its checks.
 """
@@ -27,18 +28,22 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import http.client
+import http.server
 import json
 import os
 import platform
 import random
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -291,6 +296,8 @@ class Bench:
         self.env = aws_env(self.emulator.endpoint)
         os.environ.update({k: v for k, v in self.env.items() if k != "PATH"})
         self.clients = boto_clients()
+        # Where the tools under test send their calls (the latency section puts a proxy here).
+        self.tool_endpoint = self.emulator.endpoint
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -303,6 +310,7 @@ class Bench:
 
     def tool_env(self, tool: str) -> dict[str, str]:
         env = dict(self.env)
+        env["AWS_ENDPOINT_URL"] = self.tool_endpoint
         if tool == "aws-cli":
             env["AWS_SDK_UA_APP_ID"] = APPS[tool]
         return env
@@ -370,7 +378,7 @@ class Bench:
                 continue
             # greenlight status on the rolled-back service: a pure read, for its calls and time.
             st = Run("greenlight", self.greenlight(svcs["greenlight"].config(), "status"),
-                     self.env, self.emulator)
+                     self.tool_env("greenlight"), self.emulator)
             self.check(st)
             if r > 0:
                 status_runs.append(st)
@@ -587,8 +595,80 @@ class Bench:
                      f"{elb_reads} ELB Describe*")
         return out
 
+    # -- 1-2 again, with a network round trip per call ------------------------------------------
+    def latency(self) -> dict[str, Any]:
+        """Rollback and deploy again, every tool's calls through a proxy that holds each request
+        rtt/2 before forwarding it and its answer rtt/2 before returning it, each request on its
+        own thread (so concurrent calls overlap, as on a network); the emulator itself serves
+        one request at a time and answers in a few ms, which hides round trips."""
+        proxy = DelayProxy(self.emulator.endpoint, self.args.rtt_ms / 1000)
+        self.tool_endpoint = proxy.endpoint
+        try:
+            return {"rtt_ms": self.args.rtt_ms, "rollback": self.rollback(),
+                    "deploy": self.deploy()}
+        finally:
+            self.tool_endpoint = self.emulator.endpoint
+            proxy.close()
+
     def close(self) -> None:
         self.emulator.close()
+
+
+class DelayProxy:
+    """An HTTP proxy on loopback adding `rtt` seconds to every request (half before forwarding,
+    half before answering), one thread per connection."""
+
+    def __init__(self, upstream: str, rtt: float) -> None:
+        up = urllib.parse.urlparse(upstream)
+        host, port, half = up.hostname, up.port, rtt / 2
+        hop = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+               "upgrade", "content-length"}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm and the
+                # client's delayed ACK add ~40 ms to every answer.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                time.sleep(half)
+                conn = http.client.HTTPConnection(host, port, timeout=120)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                time.sleep(half)
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in hop:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Watcher(threading.Thread):
@@ -748,6 +828,7 @@ def machine(binary: Path, original: Path, floor: Path) -> dict[str, Any]:
         "os": os_name,
         "kernel": platform.release(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "nice": os.nice(0),
         "rustc": command_output(["rustc", "--version"]),
         "git_commit": command_output(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
         "source_dirty": bool(status),
@@ -858,7 +939,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"- {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, Linux "
         f"{m['kernel']}; load average {', '.join(map(str, m['loadavg_at_start']))} at the start, "
         f"{', '.join(map(str, res['loadavg_at_end']))} at the end (a machine shared with other "
-        "work: wall times are noisy)",
+        "work: wall times are noisy)" + (f"; the harness, the emulator and the tools ran at "
+                                          f"nice {m['nice']}" if m.get("nice") else ""),
         f"- {m['rustc']}; greenlight `{m['binary_version']}` (release build "
         f"`{m['binary']}`, sha256 {m['binary_sha256']}…, built {m['binary_mtime']}), "
         f"harness run from git {m['git_commit'][:12]}" + (
@@ -919,6 +1001,23 @@ def markdown(res: dict[str, Any]) -> str:
               "DescribeTargetHealth (nothing scripted), so no tool waits.", "",
               *tool_table(dp), ""]
     L += targets_section(res)
+    lat = res.get("latency")
+    if lat:
+        L += [f"## 1–2 again, with a {lat['rtt_ms']:g} ms round trip per call", "",
+              "The same two measurements, set up and checked the same way, with every tool's "
+              f"calls going through a proxy on loopback that adds {lat['rtt_ms']:g} ms to each "
+              "(half on the way in, half on the way out), one thread per connection, so calls "
+              "a tool makes concurrently overlap as they would over a network. Without it the "
+              "emulator answers in a few ms and serves one request at a time, so a tool's "
+              "wall time mostly counts the emulator's work, not round trips. Start → flip "
+              "includes half a round trip (the request reaching the emulator).", "",
+              "Rollback:", "", *tool_table(lat["rollback"]), "",
+              "Deploy, targets healthy at once:", "", *tool_table(lat["deploy"]), ""]
+        r = lat["rollback"]["ratios_to_floor"].get("greenlight", {})
+        d = lat["deploy"]["ratios_to_floor"].get("greenlight", {})
+        L += [f"- rollback, whole process: greenlight ÷ floor = {verdict(r.get('wall'), 2)}",
+              f"- rollback, start → flip: greenlight ÷ floor = {verdict(r.get('flip'), 1.5)}",
+              f"- deploy, whole process: greenlight ÷ floor = {verdict(d.get('wall'), 2)}", ""]
     cn = res.get("canary")
     if cn:
         c = cn["latency"]
@@ -1046,10 +1145,12 @@ def findings(res: dict[str, Any]) -> list[str]:
         out.append(
             f"- **{name}**: greenlight starts as fast as the floor (first AWS call after "
             f"{ms(g['first_call']['median'])} ms vs {ms(f['first_call']['median'])} ms); the "
-            f"difference is calls: {before:.0f} one after another before the flip and "
+            f"difference is calls: {before:.0f} before the flip and "
             f"{g['calls']['median'] - before - 1:.0f} after it, against the floor's "
-            f"{f['calls_before_flip']['median']:.0f} and "
-            f"{f['calls']['median'] - f['calls_before_flip']['median'] - 1:.0f}. It reads the "
+            f"{f['calls_before_flip']['median']:.0f} before and "
+            f"{f['calls']['median'] - f['calls_before_flip']['median'] - 1:.0f} after (the "
+            "reads of one observe pass are issued together, src/engine/observe.rs, and the "
+            "emulator serves them one at a time). It reads the "
             f"listener {ops.get('elasticloadbalancing:DescribeListeners', 0)} times, target "
             f"health {ops.get('elasticloadbalancing:DescribeTargetHealth', 0)} times (two target "
             f"groups) and the Auto Scaling groups "
@@ -1059,6 +1160,27 @@ def findings(res: dict[str, Any]) -> list[str]:
         "gain little here beyond overlapping client-side work; against AWS each sequential call "
         "is a network round trip, so the count of sequential calls is what the fast path has to "
         "cut, and the request log's call counts carry over where wall times do not.")
+    lat = res.get("latency")
+    if lat:
+        rtt = lat["rtt_ms"] / 1000
+        for name in ("rollback", "deploy"):
+            direct, slow = res.get(name), lat.get(name)
+            if not direct or not slow:
+                continue
+            parts = []
+            for tool in ("greenlight", "floor"):  # the peers' run-to-run noise exceeds an RTT
+                t0, t1 = direct["tools"].get(tool, {}), slow["tools"].get(tool, {})
+                if not (t0.get("wall", {}).get("n") and t1.get("wall", {}).get("n")):
+                    continue
+                whole = (t1["wall"]["median"] - t0["wall"]["median"]) / rtt
+                flip = (t1["flip"]["median"] - t0["flip"]["median"]) / rtt - 0.5
+                parts.append(f"{tool} {whole:.0f} in all ({t1['calls']['median']:.0f} calls), "
+                             f"{flip:.0f} before the flip")
+            out.append(
+                f"- **Round trips, {name}**: with {lat['rtt_ms']:g} ms added per call, the "
+                "medians grow by this many round trips, an estimate of the calls made one "
+                "after another: " + "; ".join(parts) + ". On AWS each is a real round trip "
+                "(and Describe* calls count against ELB's and Auto Scaling's rate limits).")
     if hf:
         v = hf["variants"]
         g1 = v.get("greenlight (interval 1s)", {}).get("latency", {})
@@ -1132,7 +1254,9 @@ def main() -> int:
     p.add_argument("--floor", type=Path, default=target / "release/examples/floor")
     p.add_argument("--out", type=Path)
     p.add_argument("--only", help="comma-separated sections (rollback,deploy,canary,"
-                   "health_flip,waiting,cleanup,startup)")
+                   "health_flip,waiting,latency,cleanup,startup)")
+    p.add_argument("--rtt-ms", type=float, default=25,
+                   help="the latency section's round trip added to each call (25 ms)")
     p.add_argument("--note", help="a line about the binaries for the report (how they were "
                    "built, from what)")
     p.add_argument("--render", type=Path, metavar="RESULTS_JSON",
@@ -1178,6 +1302,7 @@ def main() -> int:
             ("canary", bench.canary, False),
             ("health_flip", bench.health_flip, False),
             ("waiting", bench.waiting, True),
+            ("latency", bench.latency, False),
         ]
         try:
             for name, fn, slow in steps:

@@ -3,13 +3,14 @@
 # floor (a bare Rust process making only the calls), on greenlight's emulator (issue 10). Not a
 # test; writes bench/RESULTS.md and bench/results.json.
 #
-#   bench/run.sh                  # everything, 10 timed runs each (about 20 minutes on 2 cores)
+#   bench/run.sh                  # everything, 10 timed runs each (about 25 minutes on 2 cores)
 #   bench/run.sh --quick          # 3 runs, slow parts skipped, to /tmp/greenlight-bench (~5 min)
 #   bench/run.sh --runs 20 --skip-slow --out /tmp/b
 #   bench/run.sh --binary PATH --floor PATH   # other builds (defaults: the release builds in
 #                                             # $CARGO_TARGET_DIR, else ./target)
 #   bench/run.sh --only rollback,deploy       # some sections (rollback, deploy, canary,
-#                                             # health_flip, waiting, cleanup, startup)
+#                                             # health_flip, waiting, latency, cleanup, startup)
+#   bench/run.sh --rtt-ms 50                  # the latency section's added round trip (25)
 #
 # What it installs, each a no-op when already there:
 #   - localstack/.venv (moto, boto3: the emulator, the seeding, the boto3 peer), by
