@@ -279,10 +279,12 @@ impl Tour<'_> {
 
     fn record(&mut self, calls: Vec<String>) {
         let Some(args) = &self.last else {
-            assert!(
-                calls.is_empty(),
-                "greenlight calls before any step: {calls:?}"
-            );
+            // No greenlight of the tour's has run yet: these come from an earlier test's
+            // process, or an attempt a fault proxy of an earlier test forwarded after its
+            // client had given up (the emulator outlives a test; its log is reset with it).
+            if !calls.is_empty() {
+                eprintln!("greenlight calls before the tour's first step, not counted: {calls:?}");
+            }
             return;
         };
         let step = args.join(" ");
