@@ -159,7 +159,15 @@ pub enum CleanupEvent {
 /// Where cleanup events go; shared by services cleaned concurrently.
 pub trait CleanupSink: Send + Sync {
     fn event(&self, event: &CleanupEvent);
+
+    /// `service` waits for `fleets` fleets to drain and looks again in `next` (at most
+    /// [`MAX_DRAIN_SLEEP`]): a log may want a line now rather than stay silent that long.
+    fn waiting(&self, _service: &str, _fleets: usize, _next: Duration) {}
 }
+
+/// The longest sleep between two looks while fleets drain, so that a log's heartbeat (a line
+/// at least every 30 s) never waits on a sleep longer than this.
+pub const MAX_DRAIN_SLEEP: Duration = Duration::from_secs(25);
 
 /// Keeps events; for tests.
 #[derive(Debug, Default)]
@@ -573,10 +581,15 @@ async fn pass<C: Cloud, K: Clock>(
             })
             .min()
             .unwrap_or(now + POLL)
-            .min(now + POLL.max(Duration::from_secs(30)));
+            .min(now + MAX_DRAIN_SLEEP);
         if next > options.deadline {
             return Ok(Outcome::Pending);
         }
+        sink.waiting(
+            &service,
+            waits.len(),
+            next.duration_since(now).unwrap_or_default(),
+        );
         if let Some(lease) = lease.as_deref_mut() {
             lease.ensure(runner.cloud, now).await?;
             let renew_by = now + lease.renew_every();

@@ -2,7 +2,7 @@
 //! event for machines, and a summary at the end.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::cleanup::{CleanupAction, Decision, Item};
 use crate::engine::cleanup::{CleanupEvent, CleanupReport, CleanupSink, Outcome};
@@ -28,6 +28,8 @@ fn tone(event: &CleanupEvent) -> anstyle::Style {
 pub struct CleanupPrinter {
     format: Format,
     started: Instant,
+    /// When the last line was printed: a log gets a heartbeat rather than 30 s of silence.
+    last_line: std::sync::Mutex<Instant>,
 }
 
 impl CleanupPrinter {
@@ -35,8 +37,27 @@ impl CleanupPrinter {
         CleanupPrinter {
             format,
             started: Instant::now(),
+            last_line: std::sync::Mutex::new(Instant::now()),
         }
     }
+
+    fn prefix(&self) -> String {
+        let elapsed = self.started.elapsed().as_secs();
+        paint(
+            style::DIM,
+            &format!("[{:>2}:{:02}]", elapsed / 60, elapsed % 60),
+        )
+    }
+}
+
+/// A heartbeat is due when the next look would come more than this after the last line.
+const HEARTBEAT: Duration = Duration::from_secs(25);
+
+/// Whether to print a line now, `since_last` after the last one, when the next chance comes
+/// `next` from now: with sleeps of at most 25 s, lines are never more than 30 s apart (plus
+/// one look's latency).
+fn heartbeat_due(since_last: Duration, next: Duration) -> bool {
+    since_last + next >= HEARTBEAT
 }
 
 impl CleanupSink for CleanupPrinter {
@@ -44,19 +65,35 @@ impl CleanupSink for CleanupPrinter {
         match self.format {
             Format::Json => print_event(event),
             Format::Human => {
-                let elapsed = self.started.elapsed().as_secs();
-                let prefix = paint(
-                    style::DIM,
-                    &format!("[{:>2}:{:02}]", elapsed / 60, elapsed % 60),
-                );
+                let prefix = self.prefix();
                 let tone = tone(event);
                 let mut out = super::stdout().lock();
                 for line in describe(event) {
                     let _ = writeln!(out, "{prefix} {}", paint(tone, &line));
                 }
                 let _ = out.flush();
+                *self.last_line.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             }
         }
+    }
+
+    fn waiting(&self, service: &str, fleets: usize, next: Duration) {
+        if self.format != Format::Human {
+            return;
+        }
+        let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+        if !heartbeat_due(last.elapsed(), next) {
+            return;
+        }
+        let line = format!(
+            "… still waiting: cleanup of {service}: {fleets} fleet{} draining, {} elapsed",
+            if fleets == 1 { "" } else { "s" },
+            humantime::format_duration(Duration::from_secs(self.started.elapsed().as_secs()))
+        );
+        let mut out = super::stdout().lock();
+        let _ = writeln!(out, "{} {}", self.prefix(), paint(style::WAIT, &line));
+        let _ = out.flush();
+        *last = Instant::now();
     }
 }
 
@@ -201,6 +238,30 @@ pub fn print_summary(report: &CleanupReport, format: Format) {
                 }
             }
             anstream::println!("{line}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_comes_before_the_silence_would_pass_25_seconds() {
+        let s = Duration::from_secs;
+        for (since_last, next, due) in [
+            (s(0), s(5), false),
+            (s(19), s(5), false),
+            (s(20), s(5), true),
+            (s(1), s(25), true),
+            (s(0), s(24), false),
+            (s(40), s(0), true),
+        ] {
+            assert_eq!(
+                heartbeat_due(since_last, next),
+                due,
+                "{since_last:?} {next:?}"
+            );
         }
     }
 }

@@ -38,8 +38,8 @@ use greenlight::core::router::{
 use greenlight::core::tags;
 use greenlight::core::test_traffic::{ListenerRule, RuleCondition, rule_tags};
 use greenlight::engine::cleanup::{
-    CleanupEvent, CleanupOptions, CleanupRecorder, CleanupReport, Outcome, Runner, Scope,
-    ServiceReport, cleanup,
+    CleanupEvent, CleanupOptions, CleanupRecorder, CleanupReport, CleanupSink, MAX_DRAIN_SLEEP,
+    Outcome, Runner, Scope, ServiceReport, cleanup,
 };
 use greenlight::engine::clock::Clock;
 use greenlight::exit;
@@ -465,6 +465,74 @@ fn a_full_retirement_scales_the_expired_warm_fleet_to_zero_then_deletes_it() {
     assert_eq!(live_fingerprint(&w), live);
     assert_eq!(w.live_target_group(), tg(sample::TG_A));
     watch.assert_safe(&w);
+}
+
+/// What a log sees of a drain: when each line could be printed (an event, or a `waiting` call
+/// where the printer may add a heartbeat), on the fake clock.
+struct Timed {
+    clock: Arc<greenlight::fake::FakeClock>,
+    /// (when, Some(next sleep) for a `waiting` call, None for an event)
+    seen: Mutex<Vec<(SystemTime, Option<Duration>)>>,
+}
+
+impl CleanupSink for Timed {
+    fn event(&self, _event: &CleanupEvent) {
+        self.seen.lock().unwrap().push((self.clock.now(), None));
+    }
+
+    fn waiting(&self, _service: &str, fleets: usize, next: Duration) {
+        assert!(fleets > 0);
+        self.seen
+            .lock()
+            .unwrap()
+            .push((self.clock.now(), Some(next)));
+    }
+}
+
+#[test]
+fn a_drain_gives_the_log_a_chance_to_speak_at_least_every_25_seconds() {
+    let w = retired_world();
+    // v2 lost its traffic 70 minutes ago; a 75-minute deregistration delay leaves about five
+    // minutes of waiting before cleanup may touch it.
+    w.cloud.set_deregistration_delay(sample::TG_B, mins(75));
+    let sink = Timed {
+        clock: w.clock.clone(),
+        seen: Mutex::new(Vec::new()),
+    };
+    let cloud = w.cloud.runner(&holder(&unique("cleanup")).token);
+    let runner_holder = holder(&unique("cleanup"));
+    let runner = Runner {
+        cloud: &cloud,
+        clock: &w.clock,
+        holder: &runner_holder,
+        alive: dead,
+        stop: &w.stop,
+    };
+    let started = w.clock.now();
+    let report = block_on(cleanup(&runner, &config_scope(&w), &options(&w), &sink)).unwrap();
+    assert_eq!(only(report).outcome, Outcome::Done);
+    let seen = sink.seen.into_inner().unwrap();
+    let waits: Vec<Duration> = seen.iter().filter_map(|(_, next)| *next).collect();
+    assert!(!waits.is_empty(), "the retirement never waited: {seen:?}");
+    assert!(
+        waits.iter().all(|next| *next <= MAX_DRAIN_SLEEP),
+        "{waits:?}"
+    );
+    // From the start to the end, no stretch longer than one drain sleep without a call that
+    // can print: the printer's heartbeat (due 25 s after its last line) is never starved.
+    let mut last = started;
+    for (when, _) in &seen {
+        let gap = when.duration_since(last).unwrap_or_default();
+        assert!(
+            gap <= MAX_DRAIN_SLEEP,
+            "{gap:?} of silence before {when:?}: {seen:?}"
+        );
+        last = *when;
+    }
+    assert!(
+        w.clock.now().duration_since(started).unwrap() > Duration::from_secs(60),
+        "the drain was too short to show anything"
+    );
 }
 
 /// The same retirement, held to the fake's own watch without the exception above.
