@@ -355,11 +355,7 @@ impl Progress {
 
     /// Plain lines into `out` (a log, a pipe, a test's buffer); heartbeats at ticks.
     pub fn plain(out: Box<dyn Write + Send>, color: bool, started: SystemTime) -> Progress {
-        let choice = if color {
-            anstream::ColorChoice::Always
-        } else {
-            anstream::ColorChoice::Never
-        };
+        let choice = forced(color);
         Progress {
             started,
             color,
@@ -664,11 +660,7 @@ impl StatusView {
             }
             Format::Human => ViewTarget::Plain(anstream::AutoStream::new(
                 Box::new(std::io::stdout()),
-                if color {
-                    anstream::ColorChoice::Always
-                } else {
-                    anstream::ColorChoice::Never
-                },
+                forced(color),
             )),
         };
         StatusView {
@@ -698,11 +690,7 @@ impl StatusView {
 
     /// Plain human text into `out` (tests, logs).
     pub fn plain(out: Box<dyn Write + Send>, color: bool, interval: Duration) -> StatusView {
-        let choice = if color {
-            anstream::ColorChoice::Always
-        } else {
-            anstream::ColorChoice::Never
-        };
+        let choice = forced(color);
         StatusView {
             format: Format::Human,
             color,
@@ -816,6 +804,15 @@ fn steady(report: &StatusReport) -> StatusReport {
         lock.expires_at = SystemTime::UNIX_EPOCH;
     }
     report
+}
+
+/// The stream setting for output whose colour was already decided (`--color`, the terminal).
+fn forced(color: bool) -> anstream::ColorChoice {
+    if color {
+        anstream::ColorChoice::Always
+    } else {
+        anstream::ColorChoice::Never
+    }
 }
 
 #[cfg(test)]
