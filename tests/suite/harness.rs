@@ -52,6 +52,26 @@ pub fn session() -> Session {
 }
 
 /// The project's emulator venv, installed by `localstack/install.sh` on first use.
+/// A YAML file as JSON, read by a plain YAML parser (PyYAML's safe_load, YAML 1.1: `yes` and
+/// `on` are true; no `!Ref`-style tags), in the project venv.
+pub fn yaml(path: &Path) -> Value {
+    let out = Command::new(venv().join("bin/python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
+        ])
+        .arg(path)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{} is not plain YAML: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 pub fn venv() -> PathBuf {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {

@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_autoscaling::Client as AsgClient;
@@ -34,7 +33,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, request, session, venv};
+use super::harness::{Seeded, Session, request, session, yaml};
 
 /// Actions AWS checks against the caller's policy on a call the binary makes, without the
 /// binary calling them: (implied action, the call that implies it, why).
@@ -73,25 +72,6 @@ fn block_on<F: Future>(future: F) -> F::Output {
 
 // ---------------------------------------------------------------------------------------------
 // The policies
-
-/// A YAML file as JSON, read by a plain YAML parser (PyYAML's safe_load), as infra.rs reads it.
-fn yaml(path: &Path) -> Value {
-    let out = Command::new(venv().join("bin/python"))
-        .args([
-            "-c",
-            "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
-        ])
-        .arg(path)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{} is not plain YAML: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
 
 fn one_or_many(v: &Value) -> Vec<Value> {
     match v {

@@ -23,7 +23,7 @@ use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
 use serde_json::Value;
 
-use super::harness::{Session, is_read, session, venv};
+use super::harness::{Session, is_read, session, venv, yaml};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,25 +35,6 @@ fn block_on<F: Future>(future: F) -> F::Output {
         .build()
         .expect("runtime")
         .block_on(future)
-}
-
-/// A YAML file as JSON, read by a plain YAML parser (PyYAML's safe_load: no `!Ref`-style tags).
-fn yaml(path: &Path) -> Value {
-    let out = Command::new(venv().join("bin/python"))
-        .args([
-            "-c",
-            "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
-        ])
-        .arg(path)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{} is not plain YAML: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ use std::time::Duration;
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, session, venv};
+use super::harness::{Seeded, Session, session, venv, yaml};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,25 +74,6 @@ fn lint_tools() -> PathBuf {
         );
     });
     venv()
-}
-
-/// A YAML file as JSON, read by PyYAML's safe_load (YAML 1.1: `yes` is true, `on` is true).
-fn yaml(path: &Path) -> Value {
-    let out = Command::new(venv().join("bin/python"))
-        .args([
-            "-c",
-            "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
-        ])
-        .arg(path)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{} is not YAML: {}",
-        path.display(),
-        text(&out)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 /// action.yml and the buildspec, parsed once per test process.
