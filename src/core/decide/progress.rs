@@ -92,12 +92,6 @@ fn move_to(
     })
 }
 
-/// Why a release is being stopped, from its abort request: a person's (`by … at …`) or an
-/// automatic one (the reason itself, recorded before traffic was routed back).
-fn abort_reason(request: &str) -> Reason {
-    Reason::from_tag(request)
-}
-
 /// The live fleet grew (its own scaling) past green: green follows before taking any more
 /// traffic, so it is never smaller than the share it takes or is about to take.
 fn follow_capacity(live: &Live<'_>, green: &InProgress<'_>) -> Option<Decision> {
@@ -125,7 +119,7 @@ pub(super) fn advance(
     fallback_plan: Option<&Plan>,
 ) -> Result<Decision, Refusal> {
     if let Some(request) = &green.occupant.tags.abort {
-        return stop(spec, observed, live, green, abort_reason(request));
+        return stop(spec, observed, live, green, Reason::from_tag(request));
     }
     let release = green.release();
     if (green.occupant.health.ready() || green.weight > Percent::ZERO)
