@@ -382,6 +382,9 @@ pub fn decision_summary(decision: &Decision) -> String {
                     verdict,
                     ..
                 } => format!("analysis of {release} at step {step}/{of}: {verdict}"),
+                WaitReason::Handover { release, driver } => {
+                    format!("{driver} to stop {release}")
+                }
             };
             format!("wait for {why}")
         }

@@ -386,6 +386,13 @@ pub enum WaitReason {
         weight: Percent,
         verdict: String,
     },
+    /// `abort` (or `rollback` during a release) asked the runner holding the lock to stop
+    /// `release`, and waits until it has or lets go of the lock.
+    Handover {
+        release: String,
+        /// Who was asked, e.g. ``ci@build-7 (pid 4242) running `greenlight deploy` ``.
+        driver: String,
+    },
 }
 
 /// What the hooks of one stage are told about the release (their environment).

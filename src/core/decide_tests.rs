@@ -3661,6 +3661,7 @@ fn line(decision: &Decision, start: SystemTime) -> String {
                 WaitReason::Health { fleet, .. } => format!("wait for {fleet} until {until}"),
                 WaitReason::Pause { step, .. } => format!("bake step {step} until {until}"),
                 WaitReason::Gate { step, .. } => format!("gate at step {step} until {until}"),
+                WaitReason::Handover { .. } => unreachable!("only abort waits for a hand-over"),
             }
         }
         Decision::Done(done) => format!("{done:?}"),
@@ -4964,6 +4965,7 @@ fn gist(decision: &Decision) -> (String, Option<String>) {
             WaitReason::Health { fleet, .. } => ("wait health".to_owned(), Some(fleet.to_string())),
             WaitReason::Pause { release, .. } => ("wait pause".to_owned(), Some(release.clone())),
             WaitReason::Gate { release, .. } => ("wait gate".to_owned(), Some(release.clone())),
+            WaitReason::Handover { .. } => unreachable!("only abort waits for a hand-over"),
         },
         Decision::Done(Done::Live { release, slot }) => {
             (format!("done in {slot}"), Some(release.clone()))
@@ -5586,6 +5588,11 @@ fn check_canary_wait(c: &Canary, command: &str, wait: &Wait) -> Result<(), TestC
         WaitReason::Analysis { .. } => {
             return Err(TestCaseError::fail(
                 "an analysis wait without [analysis] configured",
+            ));
+        }
+        WaitReason::Handover { .. } => {
+            return Err(TestCaseError::fail(
+                "a deploy decided to wait for a hand-over",
             ));
         }
         WaitReason::Health { fleet, .. } => {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::core::cloud::{Cloud, CloudErrorKind};
-use crate::core::decide::{Decision, Done, decide_abort, in_progress, live};
+use crate::core::decide::{Decision, Done, Wait, WaitReason, decide_abort, in_progress, live};
 use crate::core::lock::LockRecord;
 use crate::core::observed::Observed;
 use crate::core::router::Slot;
@@ -15,7 +15,7 @@ use crate::core::tags::{self, timestamp};
 use super::clock::Clock;
 use super::context::Context;
 use super::driver::{Ending, Options};
-use super::events::{Event, Reporter};
+use super::events::{Event, Reporter, TICK_EVERY};
 use super::failure::Failure;
 use super::lease::Lease;
 use super::observe::observe;
@@ -176,11 +176,15 @@ async fn hand_over<C: Cloud, K: Clock>(
             CloudErrorKind::NotFound => Failure::Locked(Box::new(lock.clone())),
             _ => Failure::cloud(true)(e),
         })?;
-    reporter.report(&Event::AbortRequested {
-        release: release.clone(),
-        driver: lock.holder_and_command(),
-    });
     let deadline = ctx.clock.now() + HANDOVER_PATIENCE;
+    let waiting = Wait {
+        until: Some(deadline),
+        why: WaitReason::Handover {
+            release: release.clone(),
+            driver: lock.holder_and_command(),
+        },
+    };
+    reporter.report(&Event::waiting(&waiting));
     let mut wait = spec.health.interval;
     loop {
         if let Some(signal) = ctx.stop.requested() {
@@ -191,7 +195,8 @@ async fn hand_over<C: Cloud, K: Clock>(
                     .into(),
             });
         }
-        ctx.clock.sleep(wait).await;
+        reporter.tick(&waiting, ctx.clock.now());
+        sleep_ticking(ctx, reporter, wait, &waiting).await;
         wait = (wait * 3 / 2).min(super::backoff::MAX_POLL_INTERVAL);
         let observed = match observe(ctx.cloud, spec).await {
             Ok(observed) => observed,
@@ -237,6 +242,30 @@ async fn hand_over<C: Cloud, K: Clock>(
                  and it has not yet; it still holds the lock",
                 lock.holder
             )));
+        }
+    }
+}
+
+/// Sleeps `duration` in slices of at most [`TICK_EVERY`], telling the reporter after each that
+/// the wait goes on (a progress line redraws, a log gets its heartbeat); wakes early on a signal.
+async fn sleep_ticking<C, K: Clock>(
+    ctx: &Context<'_, C, K>,
+    reporter: &mut dyn Reporter,
+    duration: Duration,
+    waiting: &Wait,
+) {
+    let end = ctx.clock.now() + duration;
+    loop {
+        let now = ctx.clock.now();
+        if now >= end || ctx.stop.requested().is_some() {
+            return;
+        }
+        ctx.clock
+            .sleep(end.duration_since(now).unwrap_or_default().min(TICK_EVERY))
+            .await;
+        let now = ctx.clock.now();
+        if now < end {
+            reporter.tick(waiting, now);
         }
     }
 }

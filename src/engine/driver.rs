@@ -428,6 +428,7 @@ fn wait_key(wait: &Wait) -> String {
         WaitReason::Analysis {
             release, verdict, ..
         } => format!("analysis {release} {verdict}"),
+        WaitReason::Handover { release, .. } => format!("handover {release}"),
     }
 }
 

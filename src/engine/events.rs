@@ -181,6 +181,10 @@ impl Event {
                 weight: *weight,
                 verdict: verdict.clone(),
             },
+            WaitReason::Handover { release, driver } => Event::AbortRequested {
+                release: release.clone(),
+                driver: driver.clone(),
+            },
         }
     }
 

@@ -69,6 +69,7 @@ fn subject_key(wait: &Wait) -> String {
         WaitReason::Pause { release, step, .. } => format!("pause {release} {step}"),
         WaitReason::Gate { release, step, .. } => format!("gate {release} {step}"),
         WaitReason::Analysis { release, step, .. } => format!("analysis {release} {step}"),
+        WaitReason::Handover { release, .. } => format!("handover {release}"),
     }
 }
 
@@ -125,6 +126,13 @@ pub fn wait_summary(wait: &Wait, since: SystemTime, now: SystemTime) -> (String,
             format!("step {step}/{of} at {weight}: analysis {verdict}; waiting for more requests"),
             match left {
                 Some(left) => format!("{elapsed}, {left} left"),
+                None => elapsed,
+            },
+        ),
+        WaitReason::Handover { release, .. } => (
+            format!("the running deploy to stop {release}"),
+            match left {
+                Some(left) => format!("{elapsed}, gives up in {left}"),
                 None => elapsed,
             },
         ),

@@ -255,6 +255,57 @@ fn no_heartbeat_when_lines_come_often_enough() {
     assert!(!text.contains("still waiting"), "{text}");
 }
 
+#[test]
+fn a_log_gets_a_line_at_least_every_30s_while_abort_waits_for_the_running_deploy() {
+    // A canary at its gate, and a deploy on another host holding the lock for the next hour
+    // that never acts on the request: abort waits its 2 minutes, then says who holds on.
+    let w = world_with(&canary(
+        "{ weight = 25, pause = \"manual\" }, { weight = 100 }",
+    ));
+    let (mut reporter, _) = log_reporter(&w, false);
+    run_deploy(&w, &mut reporter, &canary_request(&w), no_wait()).expect("paused");
+    hold_lock_for(&w, Duration::from_secs(3600));
+
+    let (mut reporter, out) = log_reporter(&w, false);
+    let holder = holder("aborter");
+    let cloud = w.cloud.runner(&holder.token);
+    let result = block_on(greenlight::engine::abort::abort(
+        &w.ctx(&cloud, &holder),
+        &mut reporter,
+    ));
+    drop(reporter);
+    let failure = result.expect_err("the deploy never let go");
+    assert!(matches!(failure, Failure::Busy(_)), "{failure:?}");
+    let text = format!("{}{}\n", out.text(), error_line(&failure));
+
+    let times = line_times(&text);
+    assert_eq!(times.first(), Some(&0), "{text}");
+    // The last heartbeat comes within 30 s of the end of the 2-minute wait.
+    assert!(times.last().copied().unwrap_or(0) >= 90, "{text}");
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] <= 30,
+            "{}s without a line:\n{text}",
+            pair[1] - pair[0]
+        );
+    }
+    let beats: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("… still waiting: the running deploy to stop v2"))
+        .collect();
+    assert!(beats.len() >= 3, "{text}");
+    for beat in &beats {
+        assert!(beat.contains(" elapsed, gives up in "), "{beat}");
+    }
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("asked the running deploy to abort v2"),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The progress line on a terminal
 
@@ -503,6 +554,11 @@ fn the_json_event_stream_of_a_deploy() {
 
 /// A lock as a deploy on another host holds it.
 fn hold_lock(w: &World) {
+    hold_lock_for(w, Duration::from_secs(30));
+}
+
+/// A lock as a deploy on another host holds it, for `left` from now.
+fn hold_lock_for(w: &World, left: Duration) {
     let start = w.clock.now();
     let record = LockRecord {
         id: String::new(),
@@ -516,7 +572,7 @@ fn hold_lock(w: &World) {
         },
         command: "deploy".into(),
         acquired_at: start - Duration::from_secs(90),
-        expires_at: start + Duration::from_secs(30),
+        expires_at: start + left,
     };
     let tags: BTreeMap<String, String> = record.tags().into_iter().collect();
     w.cloud.put_lock("greenlight-lock.checkout", tags);

@@ -2733,6 +2733,7 @@ fn line(decision: &Decision) -> String {
             WaitReason::Pause { step, .. } => format!("bake step {step}"),
             WaitReason::Gate { step, .. } => format!("gate at step {step}"),
             WaitReason::Analysis { step, .. } => format!("analysis inconclusive at step {step}"),
+            WaitReason::Handover { .. } => unreachable!("only abort waits for a hand-over"),
         },
         Decision::Done(Done::Live { release, .. }) => format!("done: {release} live"),
         Decision::Done(Done::NothingInProgress { release, .. }) => {
@@ -3733,6 +3734,7 @@ fn gist(decision: &Decision) -> String {
             WaitReason::Pause { step, .. } => format!("bake step {step}"),
             WaitReason::Gate { step, .. } => format!("gate step {step}"),
             WaitReason::Analysis { step, .. } => format!("analysis step {step}"),
+            WaitReason::Handover { .. } => unreachable!("only abort waits for a hand-over"),
         },
         Decision::Done(done) => format!("done {done:?}"),
         Decision::Refuse(refusal) => format!("refused {:?}: {}", refusal.kind, refusal.message),
