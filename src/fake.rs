@@ -866,6 +866,18 @@ impl Cloud for FakeCloud {
         })
     }
 
+    async fn target_groups(&self, arns: &[TargetGroupArn]) -> CloudResult<Vec<TargetGroupInfo>> {
+        self.call("target_groups", |w, _| {
+            arns.iter()
+                .map(|arn| {
+                    w.target_groups.get(arn).cloned().ok_or_else(|| {
+                        not_found("DescribeTargetGroups", format!("target group {arn}"))
+                    })
+                })
+                .collect()
+        })
+    }
+
     async fn fleets(&self, target_groups: &[TargetGroupArn]) -> CloudResult<Vec<FleetSummary>> {
         self.call("fleets", |w, now| {
             Ok(w.fleets

@@ -160,50 +160,68 @@ impl AutoScaling {
     }
 
     /// The group and everything attached to it; launch templates named by name are resolved
-    /// to ids through `ec2`.
+    /// to ids through `ec2`. The four reads go out together (one round trip, not four).
     pub(crate) async fn fleet_config(
         &self,
         name: &FleetName,
         ec2: &Ec2,
     ) -> CloudResult<FleetConfig> {
-        let group = self.group(name).await?;
-        let mut ids = convert::TemplateIds::new();
-        for template in convert::template_names(&group) {
-            let id = ec2.template_id(&template).await?;
-            ids.insert(template, id);
-        }
-        let hooks = self
-            .client
-            .describe_lifecycle_hooks()
-            .auto_scaling_group_name(name.as_str())
-            .send()
-            .await
-            .map_err(self.endpoint.on(DESCRIBE_LIFECYCLE_HOOKS))?
-            .lifecycle_hooks
-            .unwrap_or_default();
-        let mut policies = Vec::new();
-        let mut pages = self
-            .client
-            .describe_policies()
-            .auto_scaling_group_name(name.as_str())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(self.endpoint.on(DESCRIBE_POLICIES))?;
-            policies.extend(page.scaling_policies.unwrap_or_default());
-        }
-        let mut actions = Vec::new();
-        let mut pages = self
-            .client
-            .describe_scheduled_actions()
-            .auto_scaling_group_name(name.as_str())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(self.endpoint.on(DESCRIBE_SCHEDULED_ACTIONS))?;
-            actions.extend(page.scheduled_update_group_actions.unwrap_or_default());
-        }
-        convert::fleet_config(&group, &ids, &hooks, &policies, &actions)
+        let group = async {
+            let group = self.group(name).await?;
+            let mut ids = convert::TemplateIds::new();
+            for template in convert::template_names(&group) {
+                let id = ec2.template_id(&template).await?;
+                ids.insert(template, id);
+            }
+            Ok((group, ids))
+        };
+        let hooks = async {
+            Ok(self
+                .client
+                .describe_lifecycle_hooks()
+                .auto_scaling_group_name(name.as_str())
+                .send()
+                .await
+                .map_err(self.endpoint.on(DESCRIBE_LIFECYCLE_HOOKS))?
+                .lifecycle_hooks
+                .unwrap_or_default())
+        };
+        let policies = async {
+            let mut policies = Vec::new();
+            let mut pages = self
+                .client
+                .describe_policies()
+                .auto_scaling_group_name(name.as_str())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(self.endpoint.on(DESCRIBE_POLICIES))?;
+                policies.extend(page.scaling_policies.unwrap_or_default());
+            }
+            Ok(policies)
+        };
+        let actions = async {
+            let mut actions = Vec::new();
+            let mut pages = self
+                .client
+                .describe_scheduled_actions()
+                .auto_scaling_group_name(name.as_str())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(self.endpoint.on(DESCRIBE_SCHEDULED_ACTIONS))?;
+                actions.extend(page.scheduled_update_group_actions.unwrap_or_default());
+            }
+            Ok(actions)
+        };
+        let (group, hooks, policies, actions): (
+            CloudResult<_>,
+            CloudResult<_>,
+            CloudResult<_>,
+            CloudResult<_>,
+        ) = tokio::join!(group, hooks, policies, actions);
+        let (group, ids) = group?;
+        convert::fleet_config(&group, &ids, &hooks?, &policies?, &actions?)
     }
 
     pub(crate) async fn create_fleet(
@@ -230,36 +248,53 @@ impl AutoScaling {
                 policies.push(policy);
             }
         }
-        for policy in policies {
-            convert::put_policy_request(self.client.put_scaling_policy(), name, policy)
-                .send()
-                .await
-                .map_err(self.endpoint.on(PUT_SCALING_POLICY))?;
-        }
+        // The four kinds of setting are independent of each other: written side by side, each
+        // kind in order. The caller records the fleet as configured only once all have landed.
+        let policies = async {
+            for policy in policies {
+                convert::put_policy_request(self.client.put_scaling_policy(), name, policy)
+                    .send()
+                    .await
+                    .map_err(self.endpoint.on(PUT_SCALING_POLICY))?;
+            }
+            Ok(())
+        };
         let now = SystemTime::now();
-        for action in &config.scheduled_actions {
-            convert::scheduled_request(
-                self.client.put_scheduled_update_group_action(),
-                name,
-                action,
-                now,
-            )
-            .send()
-            .await
-            .map_err(self.endpoint.on(PUT_SCHEDULED_UPDATE_GROUP_ACTION))?;
-        }
-        if let Some(metrics) = &config.metrics {
-            self.client
-                .enable_metrics_collection()
-                .auto_scaling_group_name(name.as_str())
-                .granularity(&metrics.granularity)
-                .set_metrics((!metrics.metrics.is_empty()).then(|| metrics.metrics.clone()))
+        let scheduled = async {
+            for action in &config.scheduled_actions {
+                convert::scheduled_request(
+                    self.client.put_scheduled_update_group_action(),
+                    name,
+                    action,
+                    now,
+                )
                 .send()
                 .await
-                .map_err(self.endpoint.on(ENABLE_METRICS_COLLECTION))?;
-        }
-        self.suspend_processes(name, &config.suspended_processes)
-            .await
+                .map_err(self.endpoint.on(PUT_SCHEDULED_UPDATE_GROUP_ACTION))?;
+            }
+            Ok(())
+        };
+        let metrics = async {
+            if let Some(metrics) = &config.metrics {
+                self.client
+                    .enable_metrics_collection()
+                    .auto_scaling_group_name(name.as_str())
+                    .granularity(&metrics.granularity)
+                    .set_metrics((!metrics.metrics.is_empty()).then(|| metrics.metrics.clone()))
+                    .send()
+                    .await
+                    .map_err(self.endpoint.on(ENABLE_METRICS_COLLECTION))?;
+            }
+            Ok(())
+        };
+        let suspended = self.suspend_processes(name, &config.suspended_processes);
+        let (policies, scheduled, metrics, suspended): (
+            CloudResult<()>,
+            CloudResult<()>,
+            CloudResult<()>,
+            CloudResult<()>,
+        ) = tokio::join!(policies, scheduled, metrics, suspended);
+        policies.and(scheduled).and(metrics).and(suspended)
     }
 
     /// An empty list means no call: SuspendProcesses without a list would suspend everything.

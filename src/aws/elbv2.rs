@@ -1,8 +1,9 @@
 //! Elastic Load Balancing v2: the router's forward action, target groups and target health,
 //! listener rules (for test traffic) and the load balancer's DNS name.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::Client;
@@ -51,9 +52,24 @@ const RULE_READS: usize = 3;
 /// ELBv2 gives a forward target group without a weight the weight 1.
 const DEFAULT_WEIGHT: i32 = 1;
 
+/// How old a read of a router may be for `route` to check its write against it instead of
+/// reading again: the deciding pass's own observation, made moments before its write.
+pub(crate) const ROUTER_READ_FRESH: Duration = Duration::from_secs(1);
+
 pub(crate) struct Elbv2 {
     client: Client,
     endpoint: Endpoint,
+    /// The last read of each router (listener or rule ARN): when, by which operation, and its
+    /// actions. `route` checks and builds its write from it while it is fresh, which saves one
+    /// call (and a round trip before every flip); any failure forgets it.
+    last_read: Mutex<HashMap<String, RouterRead>>,
+}
+
+/// One read of a router's actions: when, and by which operation.
+struct RouterRead {
+    at: Instant,
+    operation: &'static str,
+    actions: Vec<Action>,
 }
 
 impl Elbv2 {
@@ -70,11 +86,45 @@ impl Elbv2 {
                 conf.endpoint_url(),
                 conf.region().map(|r| r.as_ref()),
             ),
+            last_read: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn remember(&self, id: &RouterId, operation: &'static str, actions: &[Action]) {
+        let mut reads = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        reads.insert(
+            id.to_string(),
+            RouterRead {
+                at: Instant::now(),
+                operation,
+                actions: actions.to_vec(),
+            },
+        );
+    }
+
+    fn forget(&self, id: &RouterId) {
+        let mut reads = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        reads.remove(&id.to_string());
+    }
+
+    /// The router's actions as read under [`ROUTER_READ_FRESH`] ago, else read now.
+    async fn fresh_actions(&self, id: &RouterId) -> CloudResult<(&'static str, Vec<Action>)> {
+        let cached = {
+            let reads = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+            reads
+                .get(&id.to_string())
+                .filter(|read| read.at.elapsed() < ROUTER_READ_FRESH)
+                .map(|read| (read.operation, read.actions.clone()))
+        };
+        match cached {
+            Some(read) => Ok(read),
+            None => self.actions(id).await,
         }
     }
 
     pub(crate) async fn router(&self, id: &RouterId) -> CloudResult<RouterState> {
         let (operation, actions) = self.actions(id).await?;
+        self.remember(id, operation, &actions);
         Ok(RouterState {
             id: id.clone(),
             action: read_action(operation, &actions)?,
@@ -82,14 +132,24 @@ impl Elbv2 {
     }
 
     /// The write is conditional on the router still forwarding as `write.expected`: the read
-    /// it needs anyway (to keep authentication actions) is the check. AWS answers a modify with
-    /// the actions it stored, which are returned as read back.
+    /// it needs anyway (to keep authentication actions) is the check. That read is the deciding
+    /// pass's own when it is under [`ROUTER_READ_FRESH`] old, else a new one. AWS answers a
+    /// modify with the actions it stored, which are returned as read back.
     pub(crate) async fn route(
         &self,
         id: &RouterId,
         write: &RouterWrite,
     ) -> CloudResult<Vec<Forward>> {
-        let (read_op, actions) = self.actions(id).await?;
+        let routed = self.route_once(id, write).await;
+        if routed.is_err() {
+            // Whatever the router holds now, the next write reads it first.
+            self.forget(id);
+        }
+        routed
+    }
+
+    async fn route_once(&self, id: &RouterId, write: &RouterWrite) -> CloudResult<Vec<Forward>> {
+        let (read_op, actions) = self.fresh_actions(id).await?;
         let now = match read_action(read_op, &actions)? {
             RouterAction::Forward { forwards } => forwards,
             RouterAction::Other { .. } => Vec::new(),
@@ -135,6 +195,7 @@ impl Elbv2 {
             ),
         };
         let answered = answered.ok_or_else(|| missing(op, "its answer", "the modified actions"))?;
+        self.remember(id, op, &answered);
         Ok(match read_action(op, &answered)? {
             RouterAction::Forward { forwards } => forwards,
             RouterAction::Other { .. } => Vec::new(),
@@ -182,21 +243,47 @@ impl Elbv2 {
     }
 
     pub(crate) async fn target_group(&self, arn: &TargetGroupArn) -> CloudResult<TargetGroupInfo> {
+        let mut groups = self.target_groups(std::slice::from_ref(arn)).await?;
+        Ok(groups.remove(0))
+    }
+
+    pub(crate) async fn target_groups(
+        &self,
+        arns: &[TargetGroupArn],
+    ) -> CloudResult<Vec<TargetGroupInfo>> {
         let op = DESCRIBE_TARGET_GROUPS;
         let out = self
             .client
             .describe_target_groups()
-            .target_group_arns(arn.as_str())
+            .set_target_group_arns(Some(arns.iter().map(|a| a.as_str().to_owned()).collect()))
             .send()
             .await
             .map_err(self.endpoint.on(op))?;
-        let group = out.target_groups().first().ok_or_else(|| {
-            CloudError::new(
-                CloudErrorKind::NotFound,
-                op,
-                format!("target group {arn} not found"),
-            )
-        })?;
+        arns.iter()
+            .map(|arn| {
+                let group = out
+                    .target_groups()
+                    .iter()
+                    .find(|g| g.target_group_arn() == Some(arn.as_str()))
+                    .ok_or_else(|| {
+                        CloudError::new(
+                            CloudErrorKind::NotFound,
+                            op,
+                            format!("target group {arn} not found"),
+                        )
+                    })?;
+                target_group_info(arn, group)
+            })
+            .collect()
+    }
+}
+
+fn target_group_info(
+    arn: &TargetGroupArn,
+    group: &aws_sdk_elasticloadbalancingv2::types::TargetGroup,
+) -> CloudResult<TargetGroupInfo> {
+    let op = DESCRIBE_TARGET_GROUPS;
+    {
         Ok(TargetGroupInfo {
             arn: arn.clone(),
             name: group
@@ -212,7 +299,9 @@ impl Elbv2 {
             load_balancer_arns: group.load_balancer_arns().to_vec(),
         })
     }
+}
 
+impl Elbv2 {
     pub(crate) async fn target_health(
         &self,
         target_group: &TargetGroupArn,

@@ -105,6 +105,10 @@ impl Cloud for AwsCloud {
         self.elbv2.target_group(arn).await
     }
 
+    async fn target_groups(&self, arns: &[TargetGroupArn]) -> CloudResult<Vec<TargetGroupInfo>> {
+        self.elbv2.target_groups(arns).await
+    }
+
     async fn fleets(&self, target_groups: &[TargetGroupArn]) -> CloudResult<Vec<FleetSummary>> {
         self.autoscaling.fleets(target_groups).await
     }

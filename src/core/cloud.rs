@@ -7,7 +7,8 @@
 //! - Every write is safe to repeat: repeating one after a crash or timeout converges to the same
 //!   state (or fails with [`CloudErrorKind::Conflict`] where AWS refuses a duplicate).
 //! - `route` is exactly one ModifyListener or ModifyRule call; nothing else changes routing. It is
-//!   conditional: the router is re-read right before the write, and the write is refused
+//!   conditional: the write is checked against the router as read right before it (the
+//!   deciding pass's own read when that is under a second old, else a new one), and refused
 //!   ([`CloudErrorKind::Conflict`], code [`ROUTER_CHANGED`]) if it no longer matches what the
 //!   deciding pass saw. It returns the forwards AWS answered with, for the caller to check.
 //! - `create_lock` is a conditional create: [`CloudErrorKind::Conflict`] when the name is taken.
@@ -144,6 +145,13 @@ pub trait Cloud: Send + Sync {
         &self,
         arn: &TargetGroupArn,
     ) -> impl Future<Output = CloudResult<TargetGroupInfo>> + Send;
+
+    /// Several target groups in one read (DescribeTargetGroups), in the order asked;
+    /// [`CloudErrorKind::NotFound`] when any one is missing (AWS does not say which).
+    fn target_groups(
+        &self,
+        arns: &[TargetGroupArn],
+    ) -> impl Future<Output = CloudResult<Vec<TargetGroupInfo>>> + Send;
 
     /// Every fleet attached to any of `target_groups`, including fleets being deleted.
     fn fleets(

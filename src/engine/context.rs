@@ -39,15 +39,11 @@ impl<'a, C: Cloud, K: Clock> Context<'a, C, K> {
     }
 
     /// The service's resources checked and one observation, before any change: ridden out
-    /// through throttling and 5xx like every read.
+    /// through throttling and 5xx like every read ([`super::preflight::look`]: one round of
+    /// reads).
     pub async fn first_look(&self) -> Result<crate::core::observed::Observed, Failure> {
-        self.patiently(|| async {
-            super::preflight::check_resources(self.cloud, self.spec).await?;
-            super::observe::observe(self.cloud, self.spec)
-                .await
-                .map_err(Failure::cloud(false))
-        })
-        .await
+        self.patiently(|| super::preflight::look(self.cloud, self.spec))
+            .await
     }
 
     /// The lock, when another runner holds it (and may not be taken over).

@@ -11,6 +11,7 @@ use crate::core::names::FleetName;
 use crate::core::observed::{Observed, Occupancy};
 use crate::core::plan::StepNumber;
 use crate::core::reason::{Reason, ReasonCode};
+use crate::core::router::RouterAction;
 use crate::core::spec::Spec;
 
 use super::backoff::Backoff;
@@ -19,7 +20,7 @@ use super::events::{Event, Reporter, TICK_EVERY};
 use super::execute::{Applied, apply};
 use super::failure::Failure;
 use super::lease::Lease;
-use super::observe::{observe, with_metrics};
+use super::observe::{observe, refresh_fleets, with_metrics};
 use super::stop::Stop;
 
 /// How often the same step may be decided again before the command gives up on it.
@@ -122,10 +123,20 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
         let mut health_wait: Option<FleetName> = None;
         // The decisions, logged at -v when they change.
         let mut trail = crate::logging::Trail::default();
+        // After a step that changed only fleets' tags or processes: the pass's observation,
+        // whose router and targets that step did not touch (only the fleets are read again).
+        let mut known: Option<Observed> = None;
         loop {
             self.check_stop(last_seen.as_ref(), options)?;
             let now = self.clock.now();
-            let observed = match observe_for_decision(self.cloud, self.spec, now).await {
+            let look = match known.take() {
+                Some(observed) => match refresh_fleets(self.cloud, self.spec, observed).await {
+                    Ok(observed) => with_metrics(self.cloud, self.spec, observed, now).await,
+                    Err(error) => Err(error),
+                },
+                None => observe_for_decision(self.cloud, self.spec, now).await,
+            };
+            let observed = match look {
                 Ok(observed) => observed,
                 Err(error) if transient(&error) && streak.ride_out(now, wait_until) => {
                     self.note_transient(&error, &mut streak);
@@ -234,6 +245,9 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                         }
                         Err(failure) => return Err(failure),
                     }
+                    known = last_seen
+                        .as_ref()
+                        .and_then(|seen| after_step(&action, seen));
                     match action {
                         Action::Flip { .. } | Action::Shift { .. } | Action::RouteBack { .. } => {
                             self.moved_traffic = true;
@@ -417,6 +431,35 @@ async fn observe_for_decision<C: Cloud>(
 ) -> Result<Observed, CloudError> {
     let observed = observe(cloud, spec).await?;
     with_metrics(cloud, spec, observed, now).await
+}
+
+/// What the next pass can start from after `action` was applied to what `seen` showed,
+/// without reading it all again: `None` when it must look afresh.
+///
+/// - A step that changes only fleets' tags and suspended processes leaves the router, the
+///   targets and the test rules as they were.
+/// - A production router write (flip, shift, route back) changes the router to what AWS
+///   answered it now holds (the write checked that answer), and tags on green at most.
+///
+/// Either way the next pass reads the fleets again. Not a join: the targets of a newly joined
+/// target group start being health-checked, and a step that changes capacity changes targets.
+fn after_step(action: &Action, seen: &Observed) -> Option<Observed> {
+    match action {
+        Action::MarkLive { .. }
+        | Action::MarkWarm { .. }
+        | Action::Begin { .. }
+        | Action::RecordStop { .. } => Some(seen.clone()),
+        Action::Flip { write, .. }
+        | Action::Shift { write, .. }
+        | Action::RouteBack { write, .. } => {
+            let mut next = seen.clone();
+            next.router.action = RouterAction::Forward {
+                forwards: write.forwards.clone(),
+            };
+            Some(next)
+        }
+        _ => None,
+    }
 }
 
 /// What a wait is about, so a change of subject is reported and a repeat is not.

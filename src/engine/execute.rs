@@ -190,8 +190,9 @@ async fn apply_action<C: Cloud>(
         }
         Action::ConfigureFleet(green) => {
             let fleet = &green.fleet;
-            let live = cloud.fleet_config(&green.source).await.map_err(cloud_err)?;
-            let created = cloud.fleet_config(fleet).await.map_err(cloud_err)?;
+            let (live, created) =
+                tokio::join!(cloud.fleet_config(&green.source), cloud.fleet_config(fleet));
+            let (live, created) = (live.map_err(cloud_err)?, created.map_err(cloud_err)?);
             let version = created
                 .launch
                 .template()

@@ -29,18 +29,53 @@ fn missing(what: String) -> impl FnOnce(CloudError) -> Failure {
 
 /// The router and both target groups exist, and the target groups can hold fleets; the test
 /// listener and the alarms the config names exist.
+///
+/// The reads go out together; their verdicts are given in the order above.
 pub async fn check_resources<C: Cloud>(cloud: &C, spec: &Spec) -> Result<(), Failure> {
-    cloud
-        .router(&spec.router)
-        .await
-        .map_err(missing(router_name(&spec.router)))?;
-    if let Some(listener) = &spec.test_traffic.listener {
+    let router = async {
         cloud
-            .router(&RouterId::Listener(listener.clone()))
+            .router(&spec.router)
             .await
-            .map_err(missing(format!("[test_traffic] listener_arn {listener}")))?;
-    }
-    if !spec.analysis.alarms.is_empty() {
+            .map_err(missing(router_name(&spec.router)))
+            .map(drop)
+    };
+    check_with(cloud, spec, router).await
+}
+
+/// [`check_resources`] and one observation of the service, in one round of reads: the
+/// observation's read of the router is the check that it exists. Every other resource the
+/// observation reads is checked on its own, so when they all exist and the observation still
+/// finds something missing, it is the router.
+pub async fn look<C: Cloud>(cloud: &C, spec: &Spec) -> Result<Observed, Failure> {
+    let (checked, observed) = tokio::join!(
+        check_with(cloud, spec, async { Ok(()) }),
+        observe(cloud, spec)
+    );
+    checked?;
+    observed.map_err(|error| match error.kind {
+        CloudErrorKind::NotFound => missing(router_name(&spec.router))(error),
+        _ => Failure::cloud(false)(error),
+    })
+}
+
+async fn check_with<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    router: impl std::future::Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    let test_listener = async {
+        if let Some(listener) = &spec.test_traffic.listener {
+            cloud
+                .router(&RouterId::Listener(listener.clone()))
+                .await
+                .map_err(missing(format!("[test_traffic] listener_arn {listener}")))?;
+        }
+        Ok::<(), Failure>(())
+    };
+    let alarms = async {
+        if spec.analysis.alarms.is_empty() {
+            return Ok(());
+        }
         let found = cloud
             .alarms(&spec.analysis.alarms)
             .await
@@ -56,11 +91,30 @@ pub async fn check_resources<C: Cloud>(cloud: &C, spec: &Spec) -> Result<(), Fai
                  region; check the alarm's name and the region"
             )));
         }
-    }
+        Ok(())
+    };
+    let arns: Vec<TargetGroupArn> = spec.slots.iter().map(|(_, arn)| arn.clone()).collect();
+    let (router, test_listener, alarms, groups) =
+        tokio::join!(router, test_listener, alarms, cloud.target_groups(&arns));
+    router?;
+    test_listener?;
+    alarms?;
+    let groups = match groups {
+        Ok(groups) => groups,
+        // AWS does not say which one is missing: ask for each to name it.
+        Err(error) if error.kind == CloudErrorKind::NotFound => {
+            let mut groups = Vec::new();
+            for (slot, arn) in spec.slots.iter() {
+                groups.push(check_target_group(cloud, arn, &format!("target group {slot}")).await?);
+            }
+            groups
+        }
+        Err(error) => return Err(Failure::cloud(false)(error)),
+    };
     let load_balancer = spec.router.load_balancer_arn();
-    for (slot, arn) in spec.slots.iter() {
+    for ((slot, _), info) in spec.slots.iter().zip(groups) {
         let what = format!("target group {slot}");
-        let info = check_target_group(cloud, arn, &what).await?;
+        let info = instance_type(info, &what)?;
         // An ALB target group serves one load balancer; joining ours would be refused.
         if let (Some(ours), Some(other)) = (
             &load_balancer,
@@ -94,6 +148,11 @@ async fn check_target_group<C: Cloud>(
         .target_group(arn)
         .await
         .map_err(missing(format!("{what} {arn}")))?;
+    instance_type(info, what)
+}
+
+/// Auto Scaling fleets register instances: a target group of another type cannot hold them.
+fn instance_type(info: TargetGroupInfo, what: &str) -> Result<TargetGroupInfo, Failure> {
     if info.target_type != "instance" {
         return Err(Failure::BadInput(format!(
             "{what} {} has target type {}; Auto Scaling fleets need target type instance",
@@ -110,18 +169,27 @@ pub async fn check_deploy<C: Cloud>(
     spec: &Spec,
     request: &DeployRequest,
 ) -> Result<Observed, Failure> {
-    check_resources(cloud, spec).await?;
-    if let Launch::Image(image) = &request.launch
-        && !cloud
-            .image_exists(image)
-            .await
-            .map_err(Failure::cloud(false))?
-    {
+    // The independent reads go out together; their verdicts are given in order.
+    let image = async {
+        match &request.launch {
+            Launch::Image(image) => cloud.image_exists(image).await.map(Some),
+            _ => Ok(None),
+        }
+    };
+    let (observed, image_found, name) = tokio::join!(
+        look(cloud, spec),
+        image,
+        check_fleet_name(cloud, spec, request)
+    );
+    let observed = observed?;
+    if let (Launch::Image(image), false) = (
+        &request.launch,
+        image_found.map_err(Failure::cloud(false))?.unwrap_or(true),
+    ) {
         return Err(Failure::BadInput(format!(
             "image {image} was not found; check --image-id and the region"
         )));
     }
-    let observed = observe(cloud, spec).await.map_err(Failure::cloud(false))?;
     let live = live(spec, &observed)?;
     if live.occupant.tags.managed_for(&spec.service)
         && live.occupant.release() == request.release.as_str()
@@ -132,7 +200,7 @@ pub async fn check_deploy<C: Cloud>(
         // A new release: one that could not be verified is refused before the lock is taken.
         ready_to_start(spec, &observed)?;
     }
-    check_fleet_name(cloud, spec, request).await?;
+    name?;
     let config = cloud
         .fleet_config(&live.occupant.fleet.name)
         .await

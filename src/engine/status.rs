@@ -23,7 +23,7 @@ use super::driver::TRANSIENT_PATIENCE;
 use super::failure::Failure;
 use super::lease;
 use super::observe::observe;
-use super::preflight::check_resources;
+use super::preflight::look;
 use super::stop::Stop;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -305,14 +305,25 @@ pub async fn status<C: Cloud>(
     spec: &Spec,
     now: SystemTime,
 ) -> Result<StatusReport, Failure> {
-    check_resources(cloud, spec).await?;
-    read(cloud, spec, now).await
+    // The first read checks the resources too (in the same round of reads).
+    let (observed, lock) = tokio::join!(look(cloud, spec), lease::current(cloud, spec));
+    report_of(cloud, spec, observed?, lock, now).await
 }
 
 /// The status, the service's resources known to exist.
 async fn read<C: Cloud>(cloud: &C, spec: &Spec, now: SystemTime) -> Result<StatusReport, Failure> {
     let (observed, lock) = tokio::join!(observe(cloud, spec), lease::current(cloud, spec));
     let observed = observed.map_err(Failure::cloud(false))?;
+    report_of(cloud, spec, observed, lock, now).await
+}
+
+async fn report_of<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    observed: Observed,
+    lock: Result<Option<LockRecord>, Failure>,
+    now: SystemTime,
+) -> Result<StatusReport, Failure> {
     let (a, b) = tokio::join!(
         template_of(cloud, &observed, Slot::A),
         template_of(cloud, &observed, Slot::B)

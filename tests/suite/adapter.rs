@@ -474,20 +474,50 @@ async fn router_reads_and_routes(endpoint: &str) {
     assert_eq!(state.id, listener);
     assert_eq!(state.action, forwarding(&[(&w.a, 1)]));
 
-    // A write that expects another forward than the router has is refused before any change.
+    // A write that expects another forward than the router has is refused before any change:
+    // checked against the adapter's own read of a moment ago (no call), or, by an adapter
+    // that has not read it lately (`cold`: another process), against a new read.
     let stale = RouterWrite {
         expected: weights(&[(&w.b, 1)]),
         forwards: weights(&[(&w.a, 0), (&w.b, 100)]),
         stickiness: Stickiness::Keep,
     };
-    let (refused, requests) = record(endpoint, w.cloud.route(&listener, &stale)).await;
+    let (refused, requests) = record(endpoint, async {
+        w.cloud.router(&listener).await.unwrap();
+        w.cloud.route(&listener, &stale).await
+    })
+    .await;
     let refused = refused.unwrap_err();
     assert_eq!(refused.kind, CloudErrorKind::Conflict, "{refused}");
     assert_eq!(refused.code.as_deref(), Some(ROUTER_CHANGED));
     assert_eq!(actions(&requests), ["DescribeListeners"]);
+    let cold = AwsCloud::from_conf(&sdk_config(endpoint).await);
+    let (refused, requests) = record(endpoint, cold.route(&listener, &stale)).await;
+    assert_eq!(refused.unwrap_err().code.as_deref(), Some(ROUTER_CHANGED));
+    assert_eq!(actions(&requests), ["DescribeListeners"]);
+
+    // Right after its own read the write is the one call; a refused write forgot that read.
+    let (routed, requests) = record(endpoint, async {
+        let to_b = write(&w.cloud, &listener, &[(&w.a, 0), (&w.b, 100)]).await;
+        assert!(w.cloud.route(&listener, &stale).await.is_err());
+        w.cloud.route(&listener, &to_b).await
+    })
+    .await;
+    assert_eq!(routed.unwrap(), weights(&[(&w.a, 0), (&w.b, 100)]));
+    assert_eq!(
+        actions(&requests),
+        ["DescribeListeners", "DescribeListeners", "ModifyListener"]
+    );
+    let (routed, requests) = record(endpoint, async {
+        let to_a = write(&w.cloud, &listener, &[(&w.a, 100), (&w.b, 0)]).await;
+        w.cloud.route(&listener, &to_a).await
+    })
+    .await;
+    assert_eq!(routed.unwrap(), weights(&[(&w.a, 100), (&w.b, 0)]));
+    assert_eq!(actions(&requests), ["DescribeListeners", "ModifyListener"]);
 
     let to_b = write(&w.cloud, &listener, &[(&w.a, 0), (&w.b, 100)]).await;
-    let (routed, requests) = record(endpoint, w.cloud.route(&listener, &to_b)).await;
+    let (routed, requests) = record(endpoint, cold.route(&listener, &to_b)).await;
     // What AWS answered it now holds is returned, for the caller to compare.
     assert_eq!(routed.unwrap(), weights(&[(&w.a, 0), (&w.b, 100)]));
     assert_eq!(actions(&requests), ["DescribeListeners", "ModifyListener"]);
@@ -581,7 +611,8 @@ async fn router_reads_and_routes(endpoint: &str) {
         forwarding(&[(&w.a, 90), (&w.b, 10)])
     );
     let to_b = write(&w.cloud, &rule, &[(&w.a, 0), (&w.b, 1)]).await;
-    let (routed, requests) = record(endpoint, w.cloud.route(&rule, &to_b)).await;
+    let cold = AwsCloud::from_conf(&sdk_config(endpoint).await);
+    let (routed, requests) = record(endpoint, cold.route(&rule, &to_b)).await;
     routed.unwrap();
     assert_eq!(actions(&requests), ["DescribeRules", "ModifyRule"]);
     let sent = &requests[1].params;

@@ -53,9 +53,10 @@ const V3: &str = "checkout-v3";
 const LB: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/checkout/50dc6c495c0c9188";
 
 /// Calls that only read.
-const READS: [&str; 20] = [
+const READS: [&str; 21] = [
     "router",
     "target_group",
+    "target_groups",
     "fleets",
     "fleet_config",
     "target_health",
@@ -740,6 +741,7 @@ impl Cloud for Crashing {
     delegate! {
         fn router(id: &RouterId) -> RouterState;
         fn target_group(arn: &TargetGroupArn) -> TargetGroupInfo;
+        fn target_groups(arns: &[TargetGroupArn]) -> Vec<TargetGroupInfo>;
         fn fleets(target_groups: &[TargetGroupArn]) -> Vec<FleetSummary>;
         fn fleet_config(name: &FleetName) -> FleetConfig;
         fn target_health(target_group: &TargetGroupArn) -> Vec<TargetHealth>;

@@ -256,10 +256,16 @@ struct Run {
 /// Runs the `bootstrap` binary until it has answered every event (at most two minutes), with
 /// the emulator's AWS environment (`aws`) and the function's `env`.
 fn bootstrap(aws: &[(&'static str, String)], env: &[(&str, &str)], events: Vec<Value>) -> Run {
-    // Set by cargo only when the binary is built, i.e. with --features lambda (the tests are
-    // ignored without it).
-    let Some(binary) = option_env!("CARGO_BIN_EXE_bootstrap") else {
-        panic!("the bootstrap binary is built with --features lambda only");
+    // GREENLIGHT_TEST_BOOTSTRAP runs these tests against another build, e.g. the `bootstrap`
+    // in a release zip of scripts/release.sh. Else cargo's, set only when the binary is built,
+    // i.e. with --features lambda (the tests are ignored without it).
+    let binary = match (
+        std::env::var("GREENLIGHT_TEST_BOOTSTRAP"),
+        option_env!("CARGO_BIN_EXE_bootstrap"),
+    ) {
+        (Ok(path), _) => path,
+        (Err(_), Some(built)) => built.to_owned(),
+        (Err(_), None) => panic!("the bootstrap binary is built with --features lambda only"),
     };
     let count = events.len();
     let api = RuntimeApi::start(events);

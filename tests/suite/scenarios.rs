@@ -224,13 +224,14 @@ impl World {
 
     /// Every call that changes the service (not reads, not the lock's own calls).
     pub fn mutations(&self) -> Vec<String> {
-        const NOT_CHANGES: [&str; 18] = [
+        const NOT_CHANGES: [&str; 19] = [
             "listener_rules",
             "load_balancer_dns",
             "alarms",
             "target_group_metrics",
             "router",
             "target_group",
+            "target_groups",
             "fleets",
             "fleet_config",
             "fleet_summary",
