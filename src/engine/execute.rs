@@ -190,14 +190,24 @@ async fn apply_action<C: Cloud>(
         }
         Action::ConfigureFleet(green) => {
             let fleet = &green.fleet;
-            let (live, created) =
-                tokio::join!(cloud.fleet_config(&green.source), cloud.fleet_config(fleet));
-            let (live, created) = (live.map_err(cloud_err)?, created.map_err(cloud_err)?);
-            let version = created
-                .launch
-                .template()
-                .map(|t| t.version.clone())
-                .unwrap_or_default();
+            // Green's launch template version, as CreateFleet made it: from the group itself
+            // (one read) when it names its template by id, else from its whole configuration.
+            let (live, created) = tokio::join!(
+                cloud.fleet_config(&green.source),
+                cloud.fleet_summary(fleet)
+            );
+            let live = live.map_err(cloud_err)?;
+            let version = match created.map_err(cloud_err)?.and_then(|s| s.launch_template) {
+                Some(template) => template.version,
+                None => cloud
+                    .fleet_config(fleet)
+                    .await
+                    .map_err(cloud_err)?
+                    .launch
+                    .template()
+                    .map(|t| t.version.clone())
+                    .unwrap_or_default(),
+            };
             let twin = build_twin(spec, green, &live, &version, now)?;
             cloud
                 .configure_fleet(fleet, &twin.config)
@@ -243,6 +253,8 @@ async fn apply_action<C: Cloud>(
         } => {
             // Phase last: until it says live, a re-run repeats this step, and each part of it is
             // safe to repeat (with the record gone, nothing more is resumed).
+            // Resumed before the record of what to resume is removed (not side by side): a
+            // crash between the two leaves the record, and the re-run resumes again.
             cloud
                 .resume_processes(fleet, resume)
                 .await

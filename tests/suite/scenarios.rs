@@ -546,6 +546,37 @@ fn crash_at_every_step_then_rerun_converges() {
 }
 
 #[test]
+fn a_rollback_reads_the_state_once_before_and_once_under_the_lock_and_only_fleets_after() {
+    let w = world();
+    w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
+    let before = w.cloud.calls().len();
+    assert_eq!(w.rollback().unwrap(), sample::BLUE);
+    let calls = w.cloud.calls()[before..].to_vec();
+    let count = |op: &str| calls.iter().filter(|c| *c == op).count();
+    // One observation before the lock (with the resource checks), one under it; the route is
+    // checked against the second one's router read.
+    assert_eq!(count("router"), 2, "{calls:?}");
+    assert_eq!(count("target_health"), 4, "{calls:?}");
+    assert_eq!(count("target_groups"), 1, "{calls:?}");
+    assert_eq!(count("route"), 1, "{calls:?}");
+    // After the flip: the two tag steps, each followed by a read of the fleets only.
+    let flip = calls.iter().position(|c| c == "route").unwrap();
+    let after: Vec<&str> = calls[flip + 1..].iter().map(String::as_str).collect();
+    assert!(
+        !after
+            .iter()
+            .any(|c| ["router", "target_health"].contains(c)),
+        "{after:?}"
+    );
+    assert_eq!(
+        after.iter().filter(|c| **c == "fleets").count(),
+        3,
+        "{after:?}"
+    );
+    w.assert_safe();
+}
+
+#[test]
 fn rollback_when_blue_is_warm_is_one_router_call() {
     let w = world();
     w.deploy("v2", sample::NEXT_IMAGE).0.unwrap();
