@@ -42,6 +42,46 @@ impl FleetInstance {
     }
 }
 
+/// One write to a fleet's tags or suspended scaling processes, as a step made it. A runner that
+/// holds the lock knows the fleet as its own writes left it (see [`FleetSummary::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetWrite {
+    Tag(Vec<(String, String)>),
+    Untag(Vec<String>),
+    /// An empty list writes nothing (SuspendProcesses without a list would suspend all).
+    Suspend(Vec<String>),
+    /// An empty list writes nothing (ResumeProcesses without a list would resume all).
+    Resume(Vec<String>),
+}
+
+impl FleetSummary {
+    /// The fleet as it reads after `write`.
+    pub fn apply(&mut self, write: &FleetWrite) {
+        match write {
+            FleetWrite::Tag(tags) => {
+                for (key, value) in tags {
+                    self.tags.insert(key.clone(), value.clone());
+                }
+            }
+            FleetWrite::Untag(keys) => {
+                for key in keys {
+                    self.tags.remove(key);
+                }
+            }
+            FleetWrite::Suspend(processes) => {
+                for process in processes {
+                    if !self.suspended_processes.contains(process) {
+                        self.suspended_processes.push(process.clone());
+                    }
+                }
+            }
+            FleetWrite::Resume(processes) => {
+                self.suspended_processes.retain(|p| !processes.contains(p));
+            }
+        }
+    }
+}
+
 /// What greenlight reads of every fleet attached to a slot on every pass: cheap to fetch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FleetSummary {
@@ -275,6 +315,102 @@ mod optional_rfc3339 {
         match t {
             Some(t) => s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string()),
             None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet() -> FleetSummary {
+        FleetSummary {
+            name: FleetName::new("checkout-v2"),
+            capacity: Capacity::ZERO,
+            instances: Vec::new(),
+            tags: [
+                ("greenlight:phase", "live"),
+                ("greenlight:suspended", "AZRebalance"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            target_groups: Vec::new(),
+            suspended_processes: vec!["Launch".to_owned()],
+            deleting: false,
+            launch_template: None,
+        }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_fleet_reads_as_the_writes_left_it() {
+        // A write, then the fleet's tags and suspended processes after it.
+        type Case = (
+            FleetWrite,
+            Vec<(&'static str, &'static str)>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                FleetWrite::Tag(vec![("greenlight:phase".into(), "warm".into())]),
+                vec![
+                    ("greenlight:phase", "warm"),
+                    ("greenlight:suspended", "AZRebalance"),
+                ],
+                vec!["Launch"],
+            ),
+            (
+                FleetWrite::Untag(strings(&["greenlight:suspended", "absent"])),
+                vec![("greenlight:phase", "live")],
+                vec!["Launch"],
+            ),
+            (
+                FleetWrite::Suspend(strings(&["Launch", "AZRebalance"])),
+                vec![
+                    ("greenlight:phase", "live"),
+                    ("greenlight:suspended", "AZRebalance"),
+                ],
+                vec!["Launch", "AZRebalance"],
+            ),
+            (
+                FleetWrite::Resume(strings(&["Launch", "Terminate"])),
+                vec![
+                    ("greenlight:phase", "live"),
+                    ("greenlight:suspended", "AZRebalance"),
+                ],
+                vec![],
+            ),
+            // Empty lists write nothing.
+            (
+                FleetWrite::Suspend(Vec::new()),
+                vec![
+                    ("greenlight:phase", "live"),
+                    ("greenlight:suspended", "AZRebalance"),
+                ],
+                vec!["Launch"],
+            ),
+            (
+                FleetWrite::Resume(Vec::new()),
+                vec![
+                    ("greenlight:phase", "live"),
+                    ("greenlight:suspended", "AZRebalance"),
+                ],
+                vec!["Launch"],
+            ),
+        ];
+        for (write, tags, suspended) in cases {
+            let mut f = fleet();
+            f.apply(&write);
+            let tags: BTreeMap<String, String> = tags
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            assert_eq!(f.tags, tags, "{write:?}");
+            assert_eq!(f.suspended_processes, strings(&suspended), "{write:?}");
         }
     }
 }

@@ -4,9 +4,9 @@
 use serde::Serialize;
 
 use super::analysis::{AlarmState, Comparison};
-use super::fleet::FleetSummary;
+use super::fleet::{FleetSummary, FleetWrite};
 use super::health::{FleetHealth, TargetHealth, fleet_health};
-use super::names::{ServiceName, TargetGroupArn};
+use super::names::{FleetName, ServiceName, TargetGroupArn};
 use super::router::{RouterState, Routing, Slot, Slots};
 use super::tags::{Phase, ReleaseTags};
 use super::test_traffic::ListenerRule;
@@ -43,6 +43,15 @@ pub struct SlotObserved {
 }
 
 impl Observed {
+    /// The same observation with `write` applied to `fleet`, wherever it sits.
+    pub fn apply(&mut self, fleet: &FleetName, write: &FleetWrite) {
+        for summary in self.slots.iter_mut().flat_map(|s| s.fleets.iter_mut()) {
+            if &summary.name == fleet {
+                summary.apply(write);
+            }
+        }
+    }
+
     pub fn slot(&self, slot: Slot) -> &SlotObserved {
         &self.slots[slot.index()]
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
 use crate::core::decide::{Action, Decision, Done, Wait, WaitReason, in_progress, live};
+use crate::core::fleet::FleetWrite;
 use crate::core::names::FleetName;
 use crate::core::observed::{Observed, Occupancy};
 use crate::core::plan::StepNumber;
@@ -20,7 +21,7 @@ use super::events::{Event, Reporter, TICK_EVERY};
 use super::execute::{Applied, apply};
 use super::failure::Failure;
 use super::lease::Lease;
-use super::observe::{observe, refresh_fleets, with_metrics};
+use super::observe::{observe, with_metrics};
 use super::stop::Stop;
 
 /// How often the same step may be decided again before the command gives up on it.
@@ -123,17 +124,18 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
         let mut health_wait: Option<FleetName> = None;
         // The decisions, logged at -v when they change.
         let mut trail = crate::logging::Trail::default();
-        // After a step that changed only fleets' tags or processes: the pass's observation,
-        // whose router and targets that step did not touch (only the fleets are read again).
+        // After a step that only wrote fleets' tags and processes, or the production router:
+        // the last observation with those writes applied ([`after_step`]). This runner holds
+        // the lock, so nothing else changes what it wrote; what it did not write (targets'
+        // health) is as old as that observation, a moment. A pass on such a view may only go
+        // on with another such step, or end: any other decision is made again on a fresh look.
         let mut known: Option<Observed> = None;
         loop {
             self.check_stop(last_seen.as_ref(), options)?;
             let now = self.clock.now();
+            let predicted = known.is_some();
             let look = match known.take() {
-                Some(observed) => match refresh_fleets(self.cloud, self.spec, observed).await {
-                    Ok(observed) => with_metrics(self.cloud, self.spec, observed, now).await,
-                    Err(error) => Err(error),
-                },
+                Some(observed) => Ok(observed),
                 None => observe_for_decision(self.cloud, self.spec, now).await,
             };
             let observed = match look {
@@ -153,10 +155,12 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
             let now = self.clock.now();
             let decision = {
                 let _span = tracing::info_span!("decide").entered();
-                let decision = decide(&observed, now);
-                trail.decided(&decision);
-                decision
+                decide(&observed, now)
             };
+            if predicted && !goes_on_predicted(&decision) {
+                continue;
+            }
+            trail.decided(&decision);
             if let (Decision::Act(_), Some(fleet)) = (&decision, health_wait.take()) {
                 // Waiting on green's health is over: say where it got to, as the wait did.
                 if let Some(event) = health_now(&observed, &fleet) {
@@ -224,6 +228,9 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                     self.changed = true;
                     match applied {
                         Ok(applied) => {
+                            known = last_seen
+                                .as_ref()
+                                .and_then(|seen| after_step(&action, seen, &applied.fleet_writes));
                             for omitted in applied.omitted {
                                 self.reporter.report(&Event::Warning {
                                     message: format!("not copied from the live fleet: {omitted}"),
@@ -245,9 +252,6 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                         }
                         Err(failure) => return Err(failure),
                     }
-                    known = last_seen
-                        .as_ref()
-                        .and_then(|seen| after_step(&action, seen));
                     match action {
                         Action::Flip { .. } | Action::Shift { .. } | Action::RouteBack { .. } => {
                             self.moved_traffic = true;
@@ -433,33 +437,57 @@ async fn observe_for_decision<C: Cloud>(
     with_metrics(cloud, spec, observed, now).await
 }
 
-/// What the next pass can start from after `action` was applied to what `seen` showed,
-/// without reading it all again: `None` when it must look afresh.
-///
-/// - A step that changes only fleets' tags and suspended processes leaves the router, the
-///   targets and the test rules as they were.
-/// - A production router write (flip, shift, route back) changes the router to what AWS
-///   answered it now holds (the write checked that answer), and tags on green at most.
-///
-/// Either way the next pass reads the fleets again. Not a join: the targets of a newly joined
-/// target group start being health-checked, and a step that changes capacity changes targets.
-fn after_step(action: &Action, seen: &Observed) -> Option<Observed> {
-    match action {
+/// Whether `action` writes nothing but fleets' tags and suspended processes.
+fn fleets_only(action: &Action) -> bool {
+    matches!(
+        action,
         Action::MarkLive { .. }
-        | Action::MarkWarm { .. }
-        | Action::Begin { .. }
-        | Action::RecordStop { .. } => Some(seen.clone()),
+            | Action::MarkWarm { .. }
+            | Action::Begin { .. }
+            | Action::RecordStop { .. }
+    )
+}
+
+/// Whether a decision made on a view predicted from this run's own writes may be carried out:
+/// a step that only tags fleets (its own writes are all it depends on), or the end.
+fn goes_on_predicted(decision: &Decision) -> bool {
+    match decision {
+        Decision::Act(action) => fleets_only(action),
+        Decision::Done(_) => true,
+        Decision::Wait(_) | Decision::Refuse(_) => false,
+    }
+}
+
+/// What the next pass can start from after `action`, applied to what `seen` showed, made
+/// `writes`, without reading anything again; `None` when it must look afresh.
+///
+/// - A step that only tags fleets and suspends or resumes their processes changes only that.
+/// - A production router write (flip, shift, route back) leaves the router as AWS answered
+///   it holds it (the write checked the answer), plus its tags on green.
+///
+/// Not a join (a newly joined target group's targets start being health-checked), nor any
+/// step that changes capacity, hooks, test traffic or fleets themselves.
+fn after_step(
+    action: &Action,
+    seen: &Observed,
+    writes: &[(FleetName, FleetWrite)],
+) -> Option<Observed> {
+    let mut next = seen.clone();
+    match action {
+        action if fleets_only(action) => {}
         Action::Flip { write, .. }
         | Action::Shift { write, .. }
         | Action::RouteBack { write, .. } => {
-            let mut next = seen.clone();
             next.router.action = RouterAction::Forward {
                 forwards: write.forwards.clone(),
             };
-            Some(next)
         }
-        _ => None,
+        _ => return None,
     }
+    for (fleet, write) in writes {
+        next.apply(fleet, write);
+    }
+    Some(next)
 }
 
 /// What a wait is about, so a change of subject is reported and a repeat is not.

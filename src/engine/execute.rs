@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use crate::core::cloud::{Cloud, CloudError, CloudErrorKind};
 use crate::core::decide::{Action, Green, HookContext, Launch};
-use crate::core::fleet::{Capacity, FleetConfig, FleetTag};
+use crate::core::fleet::{Capacity, FleetConfig, FleetTag, FleetWrite};
 use crate::core::hooks::HookStage;
 use crate::core::names::{FleetName, ReleaseName};
 use crate::core::plan::{Plan, StepNumber};
@@ -27,6 +27,9 @@ pub struct Applied {
     pub omitted: Vec<String>,
     /// The hooks that ran, in order (the last one failed, if one did).
     pub hooks: Vec<HookRun>,
+    /// The writes to fleets' tags and scaling processes the action made, in order, each once
+    /// AWS took it (for the steps that only make such writes and route: see the driver).
+    pub fleet_writes: Vec<(FleetName, FleetWrite)>,
 }
 
 /// Applies `action`, in a span `apply{action, fleet}`; logs how it went (`-v`).
@@ -59,6 +62,7 @@ async fn apply_action<C: Cloud>(
     now: SystemTime,
 ) -> Result<Applied, Failure> {
     let cloud_err = Failure::cloud(true);
+    let mut applied = Applied::default();
     match action {
         Action::JoinRouter { write, .. } => {
             route(cloud, &spec.router, write).await?;
@@ -71,10 +75,8 @@ async fn apply_action<C: Cloud>(
         } => {
             route(cloud, &spec.router, write).await?;
             if let Some(verdict) = verdict {
-                cloud
-                    .tag_fleet(fleet, &[(tags::VERDICT.to_owned(), tags::clip(verdict))])
-                    .await
-                    .map_err(cloud_err)?;
+                let verdict = vec![(tags::VERDICT.to_owned(), tags::clip(verdict))];
+                write_fleet(cloud, fleet, vec![FleetWrite::Tag(verdict)], &mut applied).await?;
             }
         }
         Action::OpenTestRule {
@@ -98,13 +100,8 @@ async fn apply_action<C: Cloud>(
                 .map_err(cloud_err)?;
         }
         Action::RecordStop { fleet, reason, .. } => {
-            cloud
-                .tag_fleet(
-                    fleet,
-                    &[(tags::ABORT.to_owned(), tags::clip(&reason.to_tag()))],
-                )
-                .await
-                .map_err(cloud_err)?;
+            let why = vec![(tags::ABORT.to_owned(), tags::clip(&reason.to_tag()))];
+            write_fleet(cloud, fleet, vec![FleetWrite::Tag(why)], &mut applied).await?;
         }
         Action::CloseTestRule { rule, .. } => {
             cloud.delete_rule(rule).await.map_err(cloud_err)?;
@@ -152,13 +149,8 @@ async fn apply_action<C: Cloud>(
         } => {
             // Why, first: after traffic is back, the next pass fails the release for this
             // reason instead of taking a green at 0% for a router someone changed.
-            cloud
-                .tag_fleet(
-                    fleet,
-                    &[(tags::ABORT.to_owned(), tags::clip(&reason.to_tag()))],
-                )
-                .await
-                .map_err(cloud_err)?;
+            let why = vec![(tags::ABORT.to_owned(), tags::clip(&reason.to_tag()))];
+            write_fleet(cloud, fleet, vec![FleetWrite::Tag(why)], &mut applied).await?;
             route(cloud, &spec.router, write).await?;
         }
         Action::Shift {
@@ -169,10 +161,12 @@ async fn apply_action<C: Cloud>(
             ..
         } => {
             route(cloud, &spec.router, write).await?;
-            record_step(cloud, fleet, *step, now, verdict.as_deref()).await?;
+            let step = step_tags(*step, now, verdict.as_deref());
+            write_fleet(cloud, fleet, vec![FleetWrite::Tag(step)], &mut applied).await?;
         }
         Action::Begin { fleet, step, .. } => {
-            record_step(cloud, fleet, *step, now, None).await?;
+            let step = step_tags(*step, now, None);
+            write_fleet(cloud, fleet, vec![FleetWrite::Tag(step)], &mut applied).await?;
         }
         Action::RetireFleet { fleet, .. } => {
             takes_no_traffic(cloud, spec, fleet).await?;
@@ -253,12 +247,6 @@ async fn apply_action<C: Cloud>(
         } => {
             // Phase last: until it says live, a re-run repeats this step, and each part of it is
             // safe to repeat (with the record gone, nothing more is resumed).
-            // Resumed before the record of what to resume is removed (not side by side): a
-            // crash between the two leaves the record, and the re-run resumes again.
-            cloud
-                .resume_processes(fleet, resume)
-                .await
-                .map_err(cloud_err)?;
             let gone: Vec<String> = [
                 tags::WARM_UNTIL,
                 tags::FAILURE,
@@ -273,7 +261,6 @@ async fn apply_action<C: Cloud>(
                 .into_iter()
                 .chain([tags::UNROUTED_AT.to_owned(), tags::RETIRING_AT.to_owned()])
                 .collect();
-            cloud.untag_fleet(fleet, &gone).await.map_err(cloud_err)?;
             let extra = [
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),
@@ -284,7 +271,15 @@ async fn apply_action<C: Cloud>(
                 .into_iter()
                 .chain(tags::routing(&spec.router, &spec.slots))
                 .collect();
-            set_phase(cloud, fleet, Phase::Live, &extra).await?;
+            // One after the other, not side by side: resumed before the record of what to
+            // resume is removed (a crash between the two leaves the record and the re-run
+            // resumes again), and the phase last.
+            let writes = vec![
+                FleetWrite::Resume(resume.clone()),
+                FleetWrite::Untag(gone),
+                FleetWrite::Tag(phase_tags(Phase::Live, &extra)),
+            ];
+            write_fleet(cloud, fleet, writes, &mut applied).await?;
         }
         Action::MarkWarm {
             fleet,
@@ -293,15 +288,6 @@ async fn apply_action<C: Cloud>(
             suspend,
             rolled_back,
         } => {
-            // Which processes are greenlight's to resume is recorded before any is suspended.
-            cloud
-                .tag_fleet(fleet, &[(tags::SUSPENDED.to_owned(), suspend.join(","))])
-                .await
-                .map_err(cloud_err)?;
-            cloud
-                .suspend_processes(fleet, suspend)
-                .await
-                .map_err(cloud_err)?;
             let mut extra = vec![
                 (tags::SCHEMA.to_owned(), tags::SCHEMA_VERSION.to_string()),
                 (tags::SERVICE.to_owned(), spec.service.to_string()),
@@ -313,7 +299,14 @@ async fn apply_action<C: Cloud>(
             if *rolled_back {
                 extra.push((tags::ROLLED_BACK_AT.to_owned(), tags::timestamp(now)));
             }
-            set_phase(cloud, fleet, Phase::Warm, &extra).await?;
+            // Which processes are greenlight's to resume is recorded before any is suspended;
+            // the phase last.
+            let writes = vec![
+                FleetWrite::Tag(vec![(tags::SUSPENDED.to_owned(), suspend.join(","))]),
+                FleetWrite::Suspend(suspend.clone()),
+                FleetWrite::Tag(phase_tags(Phase::Warm, &extra)),
+            ];
+            write_fleet(cloud, fleet, writes, &mut applied).await?;
         }
         Action::FailRelease { fleet, reasons, .. } => {
             takes_no_traffic(cloud, spec, fleet).await?;
@@ -340,7 +333,27 @@ async fn apply_action<C: Cloud>(
             set_phase(cloud, fleet, Phase::Failed, &failure).await?;
         }
     }
-    Ok(Applied::default())
+    Ok(applied)
+}
+
+/// Makes `writes` to `fleet` in order, noting each in `applied` once AWS took it.
+async fn write_fleet<C: Cloud>(
+    cloud: &C,
+    fleet: &FleetName,
+    writes: Vec<FleetWrite>,
+    applied: &mut Applied,
+) -> Result<(), Failure> {
+    for write in writes {
+        match &write {
+            FleetWrite::Tag(tags) => cloud.tag_fleet(fleet, tags).await,
+            FleetWrite::Untag(keys) => cloud.untag_fleet(fleet, keys).await,
+            FleetWrite::Suspend(processes) => cloud.suspend_processes(fleet, processes).await,
+            FleetWrite::Resume(processes) => cloud.resume_processes(fleet, processes).await,
+        }
+        .map_err(Failure::cloud(true))?;
+        applied.fleet_writes.push((fleet.clone(), write));
+    }
+    Ok(())
 }
 
 /// One conditional router write, checked against what AWS answers it now holds.
@@ -400,14 +413,9 @@ async fn takes_no_traffic<C: Cloud>(
     Ok(())
 }
 
-/// Records that step `step`'s weight is in effect from `now` (and the verdict that let it).
-async fn record_step<C: Cloud>(
-    cloud: &C,
-    fleet: &FleetName,
-    step: StepNumber,
-    now: SystemTime,
-    verdict: Option<&str>,
-) -> Result<(), Failure> {
+/// The tags that record that step `step`'s weight is in effect from `now` (and the verdict
+/// that let it).
+fn step_tags(step: StepNumber, now: SystemTime, verdict: Option<&str>) -> Vec<(String, String)> {
     let mut extra = vec![
         (tags::STEP.to_owned(), step.to_string()),
         (
@@ -418,7 +426,7 @@ async fn record_step<C: Cloud>(
     if let Some(verdict) = verdict {
         extra.push((tags::VERDICT.to_owned(), tags::clip(verdict)));
     }
-    set_phase(cloud, fleet, Phase::Releasing, &extra).await
+    phase_tags(Phase::Releasing, &extra)
 }
 
 /// What hooks are told, in their environment.
@@ -556,12 +564,16 @@ async fn set_phase<C: Cloud>(
     phase: Phase,
     extra: &[(String, String)],
 ) -> Result<(), Failure> {
-    let mut tags = vec![(tags::PHASE.to_owned(), phase.to_string())];
-    tags.extend_from_slice(extra);
     cloud
-        .tag_fleet(fleet, &tags)
+        .tag_fleet(fleet, &phase_tags(phase, extra))
         .await
         .map_err(Failure::cloud(true))
+}
+
+fn phase_tags(phase: Phase, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut tags = vec![(tags::PHASE.to_owned(), phase.to_string())];
+    tags.extend_from_slice(extra);
+    tags
 }
 
 /// The description that marks the launch template version greenlight made for a release, so a

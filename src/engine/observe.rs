@@ -45,30 +45,6 @@ pub async fn observe<C: Cloud>(cloud: &C, spec: &Spec) -> CloudResult<Observed> 
     Ok(observed)
 }
 
-/// `observed` with its fleets read again, and the rest (the router, targets, test traffic)
-/// kept: for the pass after a step that changed only the fleets' tags or scaling processes.
-#[tracing::instrument(name = "observe_fleets", level = "info", skip_all)]
-pub async fn refresh_fleets<C: Cloud>(
-    cloud: &C,
-    spec: &Spec,
-    mut observed: Observed,
-) -> CloudResult<Observed> {
-    let target_groups = [
-        spec.slots.get(Slot::A).clone(),
-        spec.slots.get(Slot::B).clone(),
-    ];
-    let fleets = cloud.fleets(&target_groups).await?;
-    for slot in &mut observed.slots {
-        slot.fleets = fleets
-            .iter()
-            .filter(|f| f.target_groups.contains(&slot.target_group) && !f.deleting)
-            .cloned()
-            .collect();
-    }
-    crate::logging::observed(spec, &observed);
-    Ok(observed)
-}
-
 /// Test traffic and alarms, as far as the config names them.
 async fn observe_verification<C: Cloud>(cloud: &C, spec: &Spec) -> CloudResult<VerifyObserved> {
     let rules = async {
