@@ -153,14 +153,18 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                 self.reporter.report(&event);
             }
             let now = self.clock.now();
-            let decision = {
+            let (decision, redo) = {
                 let _span = tracing::info_span!("decide").entered();
-                decide(&observed, now)
+                let decision = decide(&observed, now);
+                let redo = predicted && !goes_on_predicted(&decision);
+                if !redo {
+                    trail.decided(&decision);
+                }
+                (decision, redo)
             };
-            if predicted && !goes_on_predicted(&decision) {
+            if redo {
                 continue;
             }
-            trail.decided(&decision);
             if let (Decision::Act(_), Some(fleet)) = (&decision, health_wait.take()) {
                 // Waiting on green's health is over: say where it got to, as the wait did.
                 if let Some(event) = health_now(&observed, &fleet) {
