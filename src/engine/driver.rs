@@ -409,8 +409,8 @@ impl<C: Cloud, K: Clock> Driver<'_, C, K> {
                 () = self.clock.sleep(chunk) => {}
                 () = self.stop.wait() => return Ok(()),
             }
-            match self.lease.ensure(self.cloud, self.clock.now()).await {
-                // A failed look is tried again at the next chunk; a lost lock stops the run.
+            match self.lease.keep(self.cloud, self.clock.now()).await {
+                // A failed renewal is tried again at the next chunk; a lost lock stops the run.
                 Err(Failure::Cloud { error, .. }) if transient(&error) => {}
                 other => other?,
             }

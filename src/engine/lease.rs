@@ -193,7 +193,7 @@ impl Lease {
         &self.record
     }
 
-    /// Before a change (and while waiting): checks the lock is still ours when
+    /// Before a change: checks the lock is still ours when
     /// [`VERIFY_EVERY`] has passed since the last look, and renews it when a third of its
     /// lifetime has passed. Fails with [`Failure::Busy`] if someone took it (it expired, or was
     /// unlocked by force), so the change is not made.
@@ -247,6 +247,18 @@ impl Lease {
     }
 
     /// The longest a holder may wait without renewing.
+    /// While waiting: renews the lock once a third of its lifetime has passed (which also
+    /// checks it is still ours), and makes no call otherwise. Every change is preceded by
+    /// [`Lease::ensure`], which checks it; a wait that looked every few seconds too would cost
+    /// a call per heartbeat tick and protect nothing more.
+    pub async fn keep<C: Cloud>(&mut self, cloud: &C, now: SystemTime) -> Result<(), Failure> {
+        if renew_due(self.renewed_at, self.ttl, now) {
+            self.ensure(cloud, now).await
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn renew_every(&self) -> Duration {
         self.ttl / 3
     }
