@@ -129,6 +129,17 @@ fn line_times(text: &str) -> Vec<u64> {
         .collect()
 }
 
+/// No two consecutive lines of `text` (whose `[m:ss]` are `times`) more than 30 s apart.
+fn assert_no_gap_over_30s(times: &[u64], text: &str) {
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] <= 30,
+            "{}s without a line:\n{text}",
+            pair[1] - pair[0]
+        );
+    }
+}
+
 fn strip(text: &str) -> String {
     anstream::adapter::strip_str(text).to_string()
 }
@@ -192,13 +203,7 @@ fn a_log_gets_a_line_at_least_every_30s_while_a_deploy_waits() {
     let times = line_times(&text);
     assert_eq!(times.first(), Some(&0), "{text}");
     assert_eq!(times.last(), Some(&300), "the health timeout is 5m: {text}");
-    for pair in times.windows(2) {
-        assert!(
-            pair[1] - pair[0] <= 30,
-            "{}s without a line:\n{text}",
-            pair[1] - pair[0]
-        );
-    }
+    assert_no_gap_over_30s(&times, &text);
     let beats: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("… still waiting: "))
@@ -221,13 +226,7 @@ fn a_log_gets_a_line_at_least_every_30s_while_a_deploy_waits() {
     let text = deploy_log(&w, &canary_request(&w), DeployOptions::default());
     let times = line_times(&text);
     assert!(times.last().copied().unwrap_or(0) >= 600, "{text}");
-    for pair in times.windows(2) {
-        assert!(
-            pair[1] - pair[0] <= 30,
-            "{}s without a line:\n{text}",
-            pair[1] - pair[0]
-        );
-    }
+    assert_no_gap_over_30s(&times, &text);
     let beat = text
         .lines()
         .find(|l| l.contains("… still waiting: step 1/2 at 10%: paused"))
@@ -282,13 +281,7 @@ fn a_log_gets_a_line_at_least_every_30s_while_abort_waits_for_the_running_deploy
     assert_eq!(times.first(), Some(&0), "{text}");
     // The last heartbeat comes within 30 s of the end of the 2-minute wait.
     assert!(times.last().copied().unwrap_or(0) >= 90, "{text}");
-    for pair in times.windows(2) {
-        assert!(
-            pair[1] - pair[0] <= 30,
-            "{}s without a line:\n{text}",
-            pair[1] - pair[0]
-        );
-    }
+    assert_no_gap_over_30s(&times, &text);
     let beats: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("… still waiting: the running deploy to stop v2"))
