@@ -476,17 +476,18 @@ fn after_step(
     seen: &Observed,
     writes: &[(FleetName, FleetWrite)],
 ) -> Option<Observed> {
-    let mut next = seen.clone();
-    match action {
-        action if fleets_only(action) => {}
+    let routed = match action {
+        action if fleets_only(action) => None,
         Action::Flip { write, .. }
         | Action::Shift { write, .. }
-        | Action::RouteBack { write, .. } => {
-            next.router.action = RouterAction::Forward {
-                forwards: write.forwards.clone(),
-            };
-        }
+        | Action::RouteBack { write, .. } => Some(&write.forwards),
         _ => return None,
+    };
+    let mut next = seen.clone();
+    if let Some(forwards) = routed {
+        next.router.action = RouterAction::Forward {
+            forwards: forwards.clone(),
+        };
     }
     for (fleet, write) in writes {
         next.apply(fleet, write);
