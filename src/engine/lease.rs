@@ -246,7 +246,6 @@ impl Lease {
         Ok(())
     }
 
-    /// The longest a holder may wait without renewing.
     /// While waiting: renews the lock once a third of its lifetime has passed (which also
     /// checks it is still ours), and makes no call otherwise. Every change is preceded by
     /// [`Lease::ensure`], which checks it; a wait that looked every few seconds too would cost
@@ -259,6 +258,7 @@ impl Lease {
         }
     }
 
+    /// The longest a holder may wait without renewing.
     pub fn renew_every(&self) -> Duration {
         self.ttl / 3
     }
