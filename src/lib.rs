@@ -17,4 +17,5 @@ pub mod fake;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod logging;
+pub mod nginx;
 pub mod output;

@@ -105,14 +105,16 @@ impl From<StrategyArg> for Strategy {
 pub enum Command {
     /// Release a new version: twin the live fleet, wait until healthy, move traffic to it.
     #[command(
-        group(ArgGroup::new("launch").required(true).args(["image_id", "launch_template_version"])),
+        group(ArgGroup::new("launch").args(["image_id", "launch_template_version"])),
         after_help = crate::exit::HELP,
     )]
     Deploy {
         /// Name of the release (letters, digits, '-', '.', '_'); the new fleet is <service>-<release>.
         #[arg(long)]
         release: String,
-        /// AMI for the new release: greenlight adds a launch template version with it.
+        /// AMI for the new release: greenlight adds a launch template version with it. One of
+        /// this and --launch-template-version is required, except with an nginx router (its
+        /// slots run what your tooling started on their backends).
         #[arg(long)]
         image_id: Option<String>,
         /// An existing version of the live fleet's launch template to release instead.
@@ -198,6 +200,10 @@ pub enum Command {
     },
     /// Print the man page (roff): `greenlight man > /usr/local/share/man/man1/greenlight.1`.
     Man,
+    /// With an nginx router: print the include for the current routing (all traffic to slot a
+    /// before the first release), to write to [router] include before nginx first starts.
+    #[command(after_help = crate::exit::HELP)]
+    NginxInclude,
     /// Remove the service's lock, whoever holds it (for a runner that is gone).
     #[command(after_help = crate::exit::HELP)]
     Unlock {
@@ -220,6 +226,7 @@ impl Command {
             Command::Cleanup { .. } => "cleanup",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
+            Command::NginxInclude => "nginx-include",
             Command::Unlock { .. } => "unlock",
         }
     }

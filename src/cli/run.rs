@@ -8,6 +8,7 @@ use clap::Parser;
 use super::args::{Cli, Command};
 use crate::aws::AwsCloud;
 use crate::core::cleanup::CleanupPolicy;
+use crate::core::cloud::Cloud;
 use crate::core::decide::{DeployRequest, Launch};
 use crate::core::lock::Holder;
 use crate::core::names::ServiceName;
@@ -25,6 +26,7 @@ use crate::engine::lease::{force_unlock, holder_from_env, pid_alive};
 use crate::engine::stop::{Signal, Stop};
 use crate::engine::{abort, deploy, promote, rollback, status, validate};
 use crate::exit;
+use crate::nginx::NginxCloud;
 use crate::output::cleanup::{CleanupPrinter, print_summary};
 use crate::output::{Format, human, json, reporter};
 
@@ -192,6 +194,15 @@ fn deploy_request(
     };
     let release = ReleaseName::parse(release).map_err(|e| Failure::BadInput(e.0))?;
     let launch = match (image_id.as_deref(), *launch_template_version) {
+        (None, None) if spec.nginx.is_some() => Launch::Version(crate::nginx::BACKENDS_VERSION),
+        (Some(_), _) | (_, Some(_)) if spec.nginx.is_some() => {
+            return Err(Failure::BadInput(
+                "--image-id and --launch-template-version are for Auto Scaling fleets; an nginx \
+                 router's slots run what your tooling started on [router] backends. Start the \
+                 release there, then deploy without them"
+                    .into(),
+            ));
+        }
         (Some(image), None) => {
             Launch::Image(ImageId::parse(image).map_err(|e| Failure::BadInput(e.0))?)
         }
@@ -289,8 +300,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Cleanup { .. } = &cli.command {
         return run_cleanup(&cli, Some(spec)).await;
     }
+    if let Command::NginxInclude = &cli.command {
+        let cloud = NginxCloud::new(&spec).ok_or_else(|| {
+            Failure::BadInput(
+                "nginx-include is for [router] kind = \"nginx\"; this config's router is an ALB"
+                    .into(),
+            )
+        })?;
+        print!(
+            "{}",
+            cloud.current_include().map_err(Failure::cloud(false))?
+        );
+        return Ok(());
+    }
     // Everything that can be checked offline is checked before the first AWS call.
     let request = deploy_request(&spec, &cli.command)?;
+    if let Some(cloud) = NginxCloud::new(&spec) {
+        if cli.region.is_some() {
+            return Err(Failure::BadInput(
+                "--region is for an ALB; an nginx router runs where greenlight runs. Drop --region"
+                    .into(),
+            ));
+        }
+        return run_with(&cli, &spec, request, &cloud).await;
+    }
     let region = cli.region.as_deref().or(spec.region.as_deref());
     let mut cloud = AwsCloud::connect(region, cli.profile.as_deref()).await;
     if cloud.region().is_none() {
@@ -298,13 +331,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         cloud = AwsCloud::connect(spec.arn_region(), cli.profile.as_deref()).await;
     }
     check_region(&spec, cloud.region())?;
+    run_with(&cli, &spec, request, &cloud).await
+}
+
+/// Runs a command that reads the config against `cloud` (AWS, or an nginx router).
+async fn run_with<C: Cloud>(
+    cli: &Cli,
+    spec: &Spec,
+    request: Option<(DeployRequest, DeployOptions)>,
+    cloud: &C,
+) -> Result<(), Failure> {
     let stop = Stop::new();
     watch_signals(stop.clone(), cli.output);
     let holder: Holder = holder_from_env();
     let ctx = Context {
-        cloud: &cloud,
+        cloud,
         clock: &SystemClock,
-        spec: &spec,
+        spec,
         stop: &stop,
         holder: &holder,
         alive: pid_alive,
@@ -346,9 +389,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let mut view = crate::output::progress::StatusView::stdout(cli.output, interval);
             status::watch(
-                &cloud,
+                cloud,
                 &SystemClock,
-                &spec,
+                spec,
                 &stop,
                 options,
                 &mut |read, now| view.show(read, now),
@@ -357,26 +400,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Status { .. } => {
             let now = SystemClock.now();
-            let report = status::status(&cloud, &spec, now).await?;
+            let report = status::status(cloud, spec, now).await?;
             match cli.output {
                 Format::Human => human::print_status(&report, now),
                 Format::Json => json::print_line(&report),
             }
         }
         Command::Validate => {
-            let validation = validate::validate(&cloud, &spec).await?;
+            let validation = validate::validate(cloud, spec).await?;
             match cli.output {
                 Format::Human => human::print_validation(&validation),
                 Format::Json => json::print_line(&validation),
             }
         }
-        Command::Cleanup { .. } | Command::Completions { .. } | Command::Man => {
+        Command::Cleanup { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::NginxInclude => {
             unreachable!("handled above")
         }
         Command::Unlock { .. } => {
-            let removed = force_unlock(&cloud, &spec).await?;
+            let removed = force_unlock(cloud, spec).await?;
             match cli.output {
-                Format::Human => human::print_unlock(&spec, removed.as_ref()),
+                Format::Human => human::print_unlock(spec, removed.as_ref()),
                 Format::Json => json::print_line(&serde_json::json!({
                     "service": spec.service.as_str(),
                     "removed": removed,
@@ -391,13 +437,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 /// tags alone.
 async fn run_cleanup(cli: &Cli, spec: Option<Spec>) -> Result<(), Failure> {
     let Command::Cleanup {
-        dry_run,
         all,
         service,
         timeout,
         keep_releases,
         keep_failed,
         concurrency,
+        ..
     } = &cli.command
     else {
         unreachable!("called for cleanup only");
@@ -435,6 +481,9 @@ async fn run_cleanup(cli: &Cli, spec: Option<Spec>) -> Result<(), Failure> {
             Scope::All
         }
     };
+    if let Some(cloud) = spec.as_ref().and_then(NginxCloud::new) {
+        return cleanup_with(cli, &scope, policy, timeout, &cloud).await;
+    }
     let region = cli
         .region
         .as_deref()
@@ -450,11 +499,29 @@ async fn run_cleanup(cli: &Cli, spec: Option<Spec>) -> Result<(), Failure> {
             "no AWS region: pass --region, or set AWS_REGION or a profile region".into(),
         ));
     }
+    cleanup_with(cli, &scope, policy, timeout, &cloud).await
+}
+
+async fn cleanup_with<C: Cloud>(
+    cli: &Cli,
+    scope: &Scope,
+    policy: CleanupPolicy,
+    timeout: std::time::Duration,
+    cloud: &C,
+) -> Result<(), Failure> {
+    let Command::Cleanup {
+        dry_run,
+        concurrency,
+        ..
+    } = &cli.command
+    else {
+        unreachable!("called for cleanup only");
+    };
     let stop = Stop::new();
     watch_signals(stop.clone(), cli.output);
     let holder = holder_from_env();
     let runner = Runner {
-        cloud: &cloud,
+        cloud,
         clock: &SystemClock,
         holder: &holder,
         alive: pid_alive,
@@ -467,7 +534,7 @@ async fn run_cleanup(cli: &Cli, spec: Option<Spec>) -> Result<(), Failure> {
         concurrency: *concurrency,
     };
     let printer = CleanupPrinter::new(cli.output);
-    let report = cleanup::cleanup(&runner, &scope, &options, &printer).await?;
+    let report = cleanup::cleanup(&runner, scope, &options, &printer).await?;
     print_summary(&report, cli.output);
     let single = !matches!(scope, Scope::All);
     let failures: Vec<ServiceFailure> = report

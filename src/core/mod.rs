@@ -12,6 +12,7 @@ pub mod health;
 pub mod hooks;
 pub mod lock;
 pub mod names;
+pub mod nginx;
 pub mod observed;
 pub mod plan;
 pub mod reason;

@@ -1,5 +1,6 @@
 //! `greenlight.toml`: parsed, validated, and turned into the [`Spec`] the rest of the code uses.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -7,8 +8,9 @@ use serde::Deserialize;
 use super::analysis::{AnalysisSpec, DEFAULT_MIN_REQUESTS, Inconclusive};
 use super::hooks::{DEFAULT_HOOK_TIMEOUT, HooksSpec};
 use super::names::{ListenerArn, NameError, RuleArn, ServiceName, TargetGroupArn, parse_elb_arn};
+use super::nginx::{self, Backend, CheckSpec, NginxSpec};
 use super::plan::{Pause, Percent, Plan, Step, Strategy};
-use super::router::{LoadBalancerKind, RouterId, Slots};
+use super::router::{LoadBalancerKind, RouterId, Slot, Slots};
 
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -58,6 +60,9 @@ pub struct Spec {
     pub test_traffic: TestTrafficSpec,
     pub hooks: HooksSpec,
     pub analysis: AnalysisSpec,
+    /// Set for `[router] kind = "nginx"`: `router` and `slots` then name nginx's router and
+    /// slots ([`super::nginx::router_arn`], [`super::nginx::slot_arn`]).
+    pub nginx: Option<NginxSpec>,
 }
 
 /// `[test_traffic]`: how the new release is reached before production traffic.
@@ -201,9 +206,30 @@ struct RawLock {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRouter {
+    /// `"alb"` (the default) or `"nginx"`.
+    kind: Option<String>,
     listener_arn: Option<String>,
     rule_arn: Option<String>,
-    target_groups: Vec<String>,
+    target_groups: Option<Vec<String>>,
+    include: Option<String>,
+    state: Option<String>,
+    test: Option<Vec<String>>,
+    reload: Option<Vec<String>>,
+    access_log: Option<String>,
+    backends: Option<Vec<Vec<String>>>,
+    drain: Option<String>,
+    health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    path: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    healthy_threshold: Option<i64>,
+    unhealthy_threshold: Option<i64>,
+    matcher: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -324,6 +350,37 @@ impl Spec {
             toml::from_str(text).map_err(|e| ConfigError(toml_error_line(text, &e)))?;
         let service = ServiceName::parse(&raw.service)?;
 
+        let nginx = match raw.router.kind.as_deref() {
+            None | Some("alb") => None,
+            Some("nginx") => Some(nginx(&service, &raw.router)?),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "[router] kind = {other:?} is not a router; write \"alb\" (the default) or \"nginx\""
+                )));
+            }
+        };
+        if let Some(nginx) = nginx {
+            let router = nginx_router(&service);
+            return Spec::finish(raw, service, router, Some(nginx));
+        }
+        for (key, set) in [
+            ("include", raw.router.include.is_some()),
+            ("state", raw.router.state.is_some()),
+            ("test", raw.router.test.is_some()),
+            ("reload", raw.router.reload.is_some()),
+            ("access_log", raw.router.access_log.is_some()),
+            ("backends", raw.router.backends.is_some()),
+            ("drain", raw.router.drain.is_some()),
+            ("health_check", raw.router.health_check.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError(format!(
+                    "[router] {key} is for kind = \"nginx\"; on an ALB the target group's own \
+                     settings apply. Remove it, or set kind = \"nginx\""
+                )));
+            }
+        }
+
         let router = match (&raw.router.listener_arn, &raw.router.rule_arn) {
             (Some(l), None) => RouterId::Listener(ListenerArn::parse(l)?),
             (None, Some(r)) => RouterId::Rule(RuleArn::parse(r)?),
@@ -341,10 +398,11 @@ impl Spec {
             }
         };
 
-        let [a, b] = raw.router.target_groups.as_slice() else {
+        let target_groups = raw.router.target_groups.as_deref().unwrap_or_default();
+        let [a, b] = target_groups else {
             return Err(ConfigError(format!(
                 "[router] target_groups lists {} target groups; list exactly two, one per slot",
-                raw.router.target_groups.len()
+                target_groups.len()
             )));
         };
         let slots =
@@ -391,7 +449,19 @@ impl Spec {
                 "the router and target groups are in different regions; they must share one".into(),
             ));
         }
+        Spec::finish(raw, service, (router, slots), None)
+    }
 
+    /// Everything after the router: the same for every kind of router.
+    fn finish(
+        raw: RawConfig,
+        service: ServiceName,
+        (router, slots): (RouterId, Slots),
+        nginx: Option<NginxSpec>,
+    ) -> Result<Spec, ConfigError> {
+        if nginx.is_some() {
+            nginx_limits(&raw)?;
+        }
         let canary = raw.canary.as_ref().map(canary_plan).transpose()?;
         let strategy = match raw.strategy.as_deref() {
             None => Strategy::BlueGreen,
@@ -435,6 +505,7 @@ impl Spec {
 
         Ok(Spec {
             service,
+            nginx,
             region: raw.region,
             test_traffic,
             hooks,
@@ -621,6 +692,237 @@ fn analysis(raw: &RawAnalysis) -> Result<AnalysisSpec, ConfigError> {
 
 /// Canary on a Network Load Balancer waits for its own issue (AWS has weighted NLB target groups
 /// since November 2025; greenlight uses them only to keep the previous release named after a flip).
+fn nginx_router(service: &ServiceName) -> (RouterId, Slots) {
+    let slots = Slots::new(
+        nginx::slot_arn(service, Slot::A),
+        nginx::slot_arn(service, Slot::B),
+    )
+    .expect("two slots have two names");
+    (RouterId::Listener(nginx::router_arn(service)), slots)
+}
+
+/// `[router] kind = "nginx"`'s own keys.
+fn nginx(service: &ServiceName, raw: &RawRouter) -> Result<NginxSpec, ConfigError> {
+    for (key, set) in [
+        ("listener_arn", raw.listener_arn.is_some()),
+        ("rule_arn", raw.rule_arn.is_some()),
+        ("target_groups", raw.target_groups.is_some()),
+    ] {
+        if set {
+            return Err(ConfigError(format!(
+                "[router] {key} is for an ALB; with kind = \"nginx\" the slots are [router] \
+                 backends. Remove {key}"
+            )));
+        }
+    }
+    let path = |key: &str, value: &Option<String>| -> Result<Option<PathBuf>, ConfigError> {
+        match value.as_deref().map(str::trim) {
+            None => Ok(None),
+            Some(p) if Path::new(p).is_absolute() => Ok(Some(PathBuf::from(p))),
+            Some(p) => Err(ConfigError(format!(
+                "[router] {key} = {p:?} is not an absolute path; greenlight runs from anywhere \
+                 (pipelines, cron), so give the full path"
+            ))),
+        }
+    };
+    let include = path("include", &raw.include)?.ok_or_else(|| {
+        ConfigError(
+            "[router] kind = \"nginx\" needs include, the absolute path of the file greenlight \
+             writes and nginx includes at http level, e.g. include = \"/etc/nginx/greenlight/web.conf\""
+                .into(),
+        )
+    })?;
+    let state = match path("state", &raw.state)? {
+        Some(state) => state,
+        None => {
+            let name = include
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| service.to_string());
+            include.with_file_name(format!(".{name}.greenlight.json"))
+        }
+    };
+    if state == include {
+        return Err(ConfigError(
+            "[router] state is the include itself; give greenlight's records their own file".into(),
+        ));
+    }
+    let command = |key: &str, value: &Option<Vec<String>>, default: &[&str]| {
+        let argv: Vec<String> = match value {
+            None => default.iter().map(|s| (*s).to_owned()).collect(),
+            Some(argv) => argv.clone(),
+        };
+        if argv.first().is_none_or(|p| p.trim().is_empty()) {
+            return Err(ConfigError(format!(
+                "[router] {key} is empty; give the command as a list, e.g. {key} = {default:?}"
+            )));
+        }
+        Ok(argv)
+    };
+    let test = command("test", &raw.test, &["nginx", "-t"])?;
+    let reload = command("reload", &raw.reload, &["nginx", "-s", "reload"])?;
+    let access_log = path("access_log", &raw.access_log)?;
+    let backends = raw.backends.as_deref().unwrap_or_default();
+    let [a, b] = backends else {
+        return Err(ConfigError(format!(
+            "[router] backends lists {} slots; list exactly two lists of host:port, one per slot, \
+             e.g. backends = [[\"127.0.0.1:8081\"], [\"127.0.0.1:8082\"]]",
+            backends.len()
+        )));
+    };
+    let parse = |slot: Slot, list: &[String]| -> Result<Vec<Backend>, ConfigError> {
+        if list.is_empty() {
+            return Err(ConfigError(format!(
+                "[router] backends for slot {slot} is empty; list its host:port backends"
+            )));
+        }
+        let mut out: Vec<Backend> = Vec::new();
+        for value in list {
+            let backend = Backend::parse(value)
+                .map_err(|e| ConfigError(format!("[router] backends for slot {slot}: {e}")))?;
+            if out.contains(&backend) {
+                return Err(ConfigError(format!(
+                    "[router] backends for slot {slot} lists {value} twice"
+                )));
+            }
+            out.push(backend);
+        }
+        Ok(out)
+    };
+    let backends = [parse(Slot::A, a)?, parse(Slot::B, b)?];
+    if let Some(shared) = backends[0].iter().find(|b| backends[1].contains(b)) {
+        return Err(ConfigError(format!(
+            "[router] backends lists {} in both slots; a slot's backends run one release, so \
+             the two slots need different ones",
+            shared.as_str()
+        )));
+    }
+    if backends[0].len() != backends[1].len() {
+        return Err(ConfigError(format!(
+            "[router] backends has {} in slot a and {} in slot b; a new release runs at the live \
+             one's capacity, so give both slots the same number",
+            backends[0].len(),
+            backends[1].len()
+        )));
+    }
+    let drain = match raw.drain.as_deref() {
+        None => nginx::DEFAULT_DRAIN,
+        Some(value) => parse_duration("[router] drain", value)?,
+    };
+    let check = health_check(raw.health_check.as_ref())?;
+    Ok(NginxSpec {
+        include,
+        state,
+        test,
+        reload,
+        access_log,
+        backends,
+        check,
+        drain,
+    })
+}
+
+fn health_check(raw: Option<&RawHealthCheck>) -> Result<CheckSpec, ConfigError> {
+    let mut check = CheckSpec::default();
+    let Some(raw) = raw else {
+        return Ok(check);
+    };
+    if let Some(path) = &raw.path {
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError(format!(
+                "[router.health_check] path = {path:?} is not a request path; write e.g. \"/healthz\""
+            )));
+        }
+        check.path = path.clone();
+    }
+    if let Some(v) = &raw.interval {
+        check.interval = parse_duration("[router.health_check] interval", v)?;
+    }
+    if let Some(v) = &raw.timeout {
+        check.timeout = parse_duration("[router.health_check] timeout", v)?;
+    }
+    let threshold = |key: &str, value: Option<i64>, default: u32| match value {
+        None => Ok(default),
+        Some(n) if (1..=10).contains(&n) => Ok(n as u32),
+        Some(n) => Err(ConfigError(format!(
+            "[router.health_check] {key} = {n} is out of range; use 1 to 10 checks in a row"
+        ))),
+    };
+    check.healthy_threshold = threshold(
+        "healthy_threshold",
+        raw.healthy_threshold,
+        check.healthy_threshold,
+    )?;
+    check.unhealthy_threshold = threshold(
+        "unhealthy_threshold",
+        raw.unhealthy_threshold,
+        check.unhealthy_threshold,
+    )?;
+    if let Some(matcher) = &raw.matcher {
+        let bad = || {
+            ConfigError(format!(
+                "[router.health_check] matcher = {matcher:?} is not a status code or range; \
+                 write e.g. \"200\" or \"200-399\""
+            ))
+        };
+        let code = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+        };
+        check.matcher = match matcher.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (code(lo).ok_or_else(bad)?, code(hi).ok_or_else(bad)?);
+                if lo > hi {
+                    return Err(bad());
+                }
+                (lo, hi)
+            }
+            None => {
+                let c = code(matcher).ok_or_else(bad)?;
+                (c, c)
+            }
+        };
+    }
+    Ok(check)
+}
+
+/// What the nginx router cannot do (yet): each is one clear line rather than a silent no-op.
+fn nginx_limits(raw: &RawConfig) -> Result<(), ConfigError> {
+    if raw.test_traffic.header.is_some() || raw.test_traffic.listener_arn.is_some() {
+        return Err(ConfigError(
+            "[test_traffic] is for an ALB; with kind = \"nginx\" reach the new release on its \
+             own backends ([router] backends) before the flip. Remove [test_traffic]"
+                .into(),
+        ));
+    }
+    if !raw.analysis.alarms.is_empty() {
+        return Err(ConfigError(
+            "[analysis] alarms are CloudWatch alarms, which an nginx router has none of; use \
+             max_5xx_rate, max_5xx_ratio_vs_blue or max_p99_latency, read from [router] access_log"
+                .into(),
+        ));
+    }
+    let compares = raw.analysis.max_5xx_rate.is_some()
+        || raw.analysis.max_5xx_ratio_vs_blue.is_some()
+        || raw.analysis.max_p99_latency.is_some();
+    if compares && raw.router.access_log.is_none() {
+        return Err(ConfigError(
+            "[analysis] compares metrics, which an nginx router reads from its access log; set \
+             [router] access_log to the file of `access_log <path> greenlight_<service>;`"
+                .into(),
+        ));
+    }
+    if raw.region.is_some() {
+        return Err(ConfigError(
+            "region is for an ALB; an nginx router runs where greenlight runs. Remove region"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn check_canary_router(router: &RouterId) -> Result<(), ConfigError> {
     if router.load_balancer_kind() == Some(LoadBalancerKind::Network) {
         return Err(ConfigError(

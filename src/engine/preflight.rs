@@ -16,6 +16,15 @@ use super::observe::observe;
 /// A read that failed because the resource is missing is bad input; other failures are kept.
 fn missing(what: String) -> impl FnOnce(CloudError) -> Failure {
     move |error| match error.kind {
+        CloudErrorKind::NotFound
+            if error.code.as_deref() == Some(crate::nginx::include::NO_INCLUDE) =>
+        {
+            Failure::BadInput(format!(
+                "{what}: {}; write the first one with `greenlight nginx-include > <that path>` \
+                 (all traffic to slot a), then start or reload nginx",
+                error.message
+            ))
+        }
         CloudErrorKind::NotFound => Failure::BadInput(format!(
             "{what} was not found ({}); check the ARN and the region",
             error.code.as_deref().unwrap_or("not found")
@@ -36,7 +45,7 @@ pub async fn check_resources<C: Cloud>(cloud: &C, spec: &Spec) -> Result<(), Fai
         cloud
             .router(&spec.router)
             .await
-            .map_err(missing(router_name(&spec.router)))
+            .map_err(missing(router_name(spec)))
             .map(drop)
     };
     check_with(cloud, spec, router).await
@@ -53,7 +62,7 @@ pub async fn look<C: Cloud>(cloud: &C, spec: &Spec) -> Result<Observed, Failure>
     );
     checked?;
     observed.map_err(|error| match error.kind {
-        CloudErrorKind::NotFound => missing(router_name(&spec.router))(error),
+        CloudErrorKind::NotFound => missing(router_name(spec))(error),
         _ => Failure::cloud(false)(error),
     })
 }
@@ -132,8 +141,11 @@ async fn check_with<C: Cloud>(
     Ok(())
 }
 
-fn router_name(router: &RouterId) -> String {
-    match router {
+fn router_name(spec: &Spec) -> String {
+    if let Some(nginx) = &spec.nginx {
+        return format!("[router] include {}", nginx.include.display());
+    }
+    match &spec.router {
         RouterId::Listener(arn) => format!("[router] listener_arn {arn}"),
         RouterId::Rule(arn) => format!("[router] rule_arn {arn}"),
     }
