@@ -16,6 +16,7 @@ mod iam;
 mod infra;
 mod lambda;
 mod logging;
+mod nginx;
 mod pipelines;
 mod proxy;
 mod releases;
