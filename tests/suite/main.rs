@@ -17,6 +17,7 @@ mod infra;
 mod lambda;
 mod logging;
 mod pipelines;
+mod prober;
 mod proxy;
 mod releases;
 mod scenarios;
