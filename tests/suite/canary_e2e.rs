@@ -1,14 +1,12 @@
 //! Canary releases end to end: the real binary on the emulator, with the listener's weights read
-//! back while it works (a prober thread), deploys run as child processes so `promote`, `abort`,
-//! `status` and a crash happen from another process, and AWS read directly with the SDK.
+//! back while it works (the shared prober, `prober.rs`), deploys run as child processes so
+//! `promote`, `abort`, `status` and a crash happen from another process, and AWS read directly
+//! with the SDK.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_autoscaling::Client as AsgClient;
@@ -17,6 +15,7 @@ use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
 use super::harness::{Seeded, Session, request, session};
+use super::prober;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -211,85 +210,48 @@ impl Sample {
     }
 }
 
-async fn read_health(elb: &ElbClient, target_group: &str) -> Result<Vec<String>, String> {
-    let out = elb
-        .describe_target_health()
-        .target_group_arn(target_group)
-        .send()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let mut states: Vec<String> = out
-        .target_health_descriptions()
-        .iter()
-        .map(|d| {
-            d.target_health()
-                .and_then(|h| h.state())
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default()
-        })
-        .collect();
-    states.sort();
-    Ok(states)
-}
-
-/// Polls the listener (and green's target health: read first, then the listener) from its own
-/// thread and keeps every distinct state it sees, with the time it first saw it: the order
-/// traffic moved in, read back from AWS.
+/// The shared prober (`prober.rs`) on the seeded listener and both slots. `finish` checks its
+/// judgement (no traffic on a target group without a healthy target, no failed read, a few
+/// samples at least) and gives every distinct (listener, green's target states) it saw, with
+/// the time it first saw it: the order traffic moved in, read back from AWS. Green's health is
+/// read just before the listener in each sample.
 struct Prober {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<(SystemTime, Sample)>>>,
+    inner: prober::Prober,
+    green_tg: String,
 }
 
 impl Prober {
-    fn start(session: &Session, listener: &str, green_tg: &str) -> Prober {
-        let conf = runtime().block_on(session.sdk());
-        let (listener, green_tg) = (listener.to_owned(), green_tg.to_owned());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let rt = runtime();
-            let elb = ElbClient::new(&conf);
-            let mut seen: Vec<(SystemTime, Sample)> = Vec::new();
-            loop {
-                let last_round = stopping.load(Ordering::SeqCst);
-                let read = rt.block_on(async {
-                    let green_health = read_health(&elb, &green_tg).await?;
-                    let router = read_router(&elb, &listener).await?;
-                    Ok::<Sample, String>(Sample {
-                        router,
-                        green_health,
-                    })
-                });
-                if let Ok(sample) = read
-                    && seen.last().map(|(_, s)| s) != Some(&sample)
-                {
-                    seen.push((SystemTime::now(), sample));
-                }
-                if last_round {
-                    return seen;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+    fn start(session: &Session, seeded: &Seeded) -> Prober {
         Prober {
-            stop,
-            handle: Some(handle),
+            inner: prober::Probing::seeded(seeded).start(session),
+            green_tg: seeded.target_group(1),
         }
     }
 
-    fn finish(mut self) -> Vec<(SystemTime, Sample)> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle
-            .take()
-            .expect("not finished yet")
-            .join()
-            .expect("prober thread")
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+    fn finish(self) -> Vec<(SystemTime, Sample)> {
+        let probe = self.inner.stop();
+        if let Err(problem) = probe.check(prober::MIN_SAMPLES) {
+            panic!("{problem}\n{}", probe.summary());
+        }
+        let green = self.green_tg.as_str();
+        probe
+            .changes(|s| (s.after.clone(), s.states(green)))
+            .into_iter()
+            .map(|s| {
+                let router = RouterView {
+                    forwards: s.after.forwards.clone(),
+                    sticky: s.after.sticky,
+                };
+                let green_health = s.states(green);
+                (
+                    s.at,
+                    Sample {
+                        router,
+                        green_health,
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -574,7 +536,7 @@ fn canary_weights_move_step_by_step_and_are_read_back() {
     let (blue_tg, green_tg) = (seeded.target_group(0), seeded.target_group(1));
     slow_healthy(&s, &seeded.fleet("v2"));
     let mark = s.emulator.hooks.then(|| s.request_mark());
-    let prober = Prober::start(&s, &listener, &green_tg);
+    let prober = Prober::start(&s, &seeded);
     let image = seeded.image(1);
     let run = gl(
         &s,
@@ -763,7 +725,7 @@ fn stickiness_is_on_while_split_and_off_after_the_flip() {
     let aws = Aws::new(&s);
     let listener = seeded.str("listener_arn");
     let (blue_tg, green_tg) = (seeded.target_group(0), seeded.target_group(1));
-    let prober = Prober::start(&s, &listener, &green_tg);
+    let prober = Prober::start(&s, &seeded);
     let image = seeded.image(1);
     let run = gl(
         &s,

@@ -1,8 +1,9 @@
 //! Several greenlight processes against one service at the same time, as separate pipelines
 //! would run them: the real binary, started as child processes against the emulator, racing for
-//! the service's lock. While they run, a *state prober* reads the listener and both target
-//! groups directly with the SDK every few milliseconds and checks that traffic never goes to a
-//! target group without a healthy target, and that no slot ever holds two fleets.
+//! the service's lock. While they run, the *state prober* (`prober.rs`) reads the listener and
+//! both target groups directly with the SDK every few milliseconds; its samples are checked for
+//! traffic on a target group without a healthy target, for a slot holding two fleets, and for
+//! no target group taking traffic.
 //!
 //! The emulator serialises requests, so the prober's reads interleave with the commands' calls.
 //! A sample reads the listener, both target groups' health, the fleets, and the listener again;
@@ -13,8 +14,6 @@ use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
 use super::harness::{Seeded, Session, request, session};
+use super::prober;
 
 /// How long the prober sleeps between two samples: modest, since every read it makes holds the
 /// emulator's lock while the commands wait.
@@ -569,7 +569,8 @@ fn settled(aws: &Aws, seeded: &Seeded) -> Result<Settled, String> {
 // ---------------------------------------------------------------------------------------------
 // The state prober
 
-/// What the prober saw.
+/// What the prober saw, judged: the shared prober's samples (see `prober.rs`), with this
+/// module's own invariants added.
 #[derive(Debug, Default)]
 struct Probe {
     samples: usize,
@@ -600,152 +601,80 @@ impl Probe {
         }
         Ok(())
     }
+
+    /// The shared prober's judgement (traffic on a target group with no healthy target), plus
+    /// two fleets in one slot, and no target group taking traffic.
+    fn of(seen: prober::Probe) -> Probe {
+        let slots = &seen.target_groups;
+        let mut probe = Probe {
+            samples: seen.samples.len(),
+            errors: seen.errors.clone(),
+            ..Probe::default()
+        };
+        for (n, sample) in seen.samples.iter().enumerate() {
+            let share = format!(
+                "a:{} b:{}",
+                sample.after.percent(&slots[0]),
+                sample.after.percent(&slots[1])
+            );
+            if probe.shares.last() != Some(&share) {
+                probe.shares.push(share);
+            }
+            let fleets = sample.fleets.clone().unwrap_or_default();
+            let mut problems: Vec<String> = sample
+                .violations(n)
+                .iter()
+                .map(|v| {
+                    let slot = slots.iter().position(|tg| *tg == v.target_group);
+                    let fleets = slot.and_then(|i| fleets.get(i));
+                    format!("{v}; fleets {fleets:?}")
+                })
+                .collect();
+            for (i, tg) in slots.iter().enumerate() {
+                if fleets.get(i).is_some_and(|f| f.len() > 1) {
+                    problems.push(format!(
+                        "sample {n} at {} ms: two fleets in slot {}: {:?}",
+                        sample.offset.as_millis(),
+                        short(tg),
+                        fleets[i]
+                    ));
+                }
+            }
+            if sample.before.total() == 0 && sample.after.total() == 0 {
+                problems.push(format!(
+                    "sample {n} at {} ms: no target group takes traffic: {:?}",
+                    sample.offset.as_millis(),
+                    sample.after.forwards
+                ));
+            }
+            for problem in problems {
+                probe.break_count += 1;
+                if probe.breaks.len() < 20 {
+                    probe.breaks.push(problem);
+                }
+            }
+        }
+        probe
+    }
 }
 
-struct Prober {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<Probe>,
-}
+/// The shared prober on the seeded listener and both slots.
+struct Prober(prober::Prober);
 
 impl Prober {
     /// Starts sampling; the fleets (the heaviest read) are read every `fleets_every` samples.
     fn start(s: &Session, seeded: &Seeded, fleets_every: usize) -> Prober {
-        let conf = block_on(s.sdk());
-        let aws = Aws::new(&conf);
-        let listener = seeded.str("listener_arn");
-        let slots = [seeded.target_group(0), seeded.target_group(1)];
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let started = Instant::now();
-            let mut probe = Probe::default();
-            // A fast command may be over in fewer samples: the last ones then see its end.
-            while !stopped.load(Ordering::SeqCst)
-                || (probe.samples < MIN_SAMPLES && probe.errors.len() < 5)
-            {
-                let at = started.elapsed().as_millis();
-                let fleets = probe.samples % fleets_every == 0;
-                match runtime.block_on(sample(&aws, &listener, &slots, fleets)) {
-                    Ok(seen) => {
-                        probe.samples += 1;
-                        let share = seen.share(&slots);
-                        if probe.shares.last() != Some(&share) {
-                            probe.shares.push(share);
-                        }
-                        for problem in seen.problems(&slots) {
-                            probe.break_count += 1;
-                            if probe.breaks.len() < 20 {
-                                probe.breaks.push(format!(
-                                    "sample {} at {at} ms: {problem}",
-                                    probe.samples
-                                ));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if probe.errors.len() < 5 {
-                            probe.errors.push(format!("at {at} ms: {e}"));
-                        }
-                    }
-                }
-                std::thread::sleep(PROBE_EVERY);
-            }
-            probe
-        });
-        Prober { stop, handle }
+        Prober(
+            prober::Probing::seeded(seeded)
+                .every(PROBE_EVERY)
+                .min_samples(MIN_SAMPLES)
+                .fleets_every(fleets_every)
+                .start(s),
+        )
     }
 
     fn stop(self) -> Probe {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("the prober panicked")
-    }
-}
-
-/// One sample: the listener, both slots' targets, the fleets, the listener again.
-struct Seen {
-    before: Vec<(String, i32)>,
-    targets: [Vec<(String, String)>; 2],
-    fleets: [Vec<String>; 2],
-    after: Vec<(String, i32)>,
-}
-
-async fn sample(
-    aws: &Aws,
-    listener: &str,
-    slots: &[String; 2],
-    fleets: bool,
-) -> Result<Seen, String> {
-    let before = aws.forwards(listener).await?;
-    let targets = [aws.targets(&slots[0]).await?, aws.targets(&slots[1]).await?];
-    let groups = if fleets {
-        aws.groups().await?
-    } else {
-        Vec::new()
-    };
-    let fleets = [0, 1].map(|i| {
-        groups
-            .iter()
-            .filter(|g| g.target_groups.contains(&slots[i]))
-            .map(|g| g.name.clone())
-            .collect()
-    });
-    let after = aws.forwards(listener).await?;
-    Ok(Seen {
-        before,
-        targets,
-        fleets,
-        after,
-    })
-}
-
-impl Seen {
-    fn share(&self, slots: &[String; 2]) -> String {
-        let total: i32 = self.after.iter().map(|(_, w)| *w).sum();
-        let pct = |tg: &str| {
-            if total == 0 {
-                0
-            } else {
-                weight_of(&self.after, tg) * 100 / total
-            }
-        };
-        format!("a:{} b:{}", pct(&slots[0]), pct(&slots[1]))
-    }
-
-    fn problems(&self, slots: &[String; 2]) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (i, tg) in slots.iter().enumerate() {
-            let (w1, w2) = (weight_of(&self.before, tg), weight_of(&self.after, tg));
-            let healthy = self.targets[i]
-                .iter()
-                .filter(|(_, s)| s == "healthy")
-                .count();
-            // Traffic before and after the health read: it had traffic when it was read.
-            if w1 > 0 && w2 > 0 && healthy == 0 {
-                problems.push(format!(
-                    "target group {} takes traffic (weight {w1}, then {w2}) with no healthy \
-                     target: {:?}; fleets {:?}",
-                    short(tg),
-                    self.targets[i],
-                    self.fleets[i]
-                ));
-            }
-            if self.fleets[i].len() > 1 {
-                problems.push(format!(
-                    "two fleets in slot {}: {:?}",
-                    short(tg),
-                    self.fleets[i]
-                ));
-            }
-        }
-        let total = |f: &[(String, i32)]| f.iter().map(|(_, w)| *w).sum::<i32>();
-        if total(&self.before) == 0 && total(&self.after) == 0 {
-            problems.push(format!("no target group takes traffic: {:?}", self.after));
-        }
-        problems
+        Probe::of(self.0.stop())
     }
 }
 

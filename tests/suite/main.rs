@@ -18,6 +18,7 @@ mod lambda;
 mod logging;
 mod nginx;
 mod pipelines;
+mod prober;
 mod proxy;
 mod releases;
 mod scenarios;

@@ -7,9 +7,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_autoscaling::Client as AsgClient;
@@ -26,6 +23,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use serde_json::{Value, json};
 
 use super::harness::{Seeded, Session, request, session};
+use super::prober;
 
 const HEADER: &str = "X-Greenlight-Release";
 
@@ -1478,61 +1476,36 @@ fn a_clean_release_passes_every_gate_and_keeps_its_verdict() {
     );
 }
 
-/// Polls the production and test listeners from its own thread and keeps every distinct
-/// (production, test listener) state it sees, in order.
-struct Prober {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<(RouterView, RouterView)>>>,
-}
+/// The shared prober (`prober.rs`) on the production listener and both slots, recording the
+/// test listener too. `finish` checks its judgement on production (no traffic on a target
+/// group without a healthy target, no failed read, a few samples at least; the test listener
+/// sends test traffic to green before it is healthy, by design, and is not judged) and gives
+/// every distinct (production, test listener) state it saw, in order.
+struct Prober(prober::Prober);
 
 impl Prober {
-    fn start(session: &Session, production: &str, test: &str) -> Prober {
-        let conf = runtime().block_on(session.sdk());
-        let (production, test) = (production.to_owned(), test.to_owned());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let rt = runtime();
-            let elb = ElbClient::new(&conf);
-            let mut seen: Vec<(RouterView, RouterView)> = Vec::new();
-            loop {
-                let last_round = stopping.load(Ordering::SeqCst);
-                let read = rt.block_on(async {
-                    Ok::<_, String>((
-                        read_router(&elb, &production).await?,
-                        read_router(&elb, &test).await?,
-                    ))
-                });
-                if let Ok(state) = read
-                    && seen.last() != Some(&state)
-                {
-                    seen.push(state);
-                }
-                if last_round {
-                    return seen;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Prober {
-            stop,
-            handle: Some(handle),
+    fn start(session: &Session, seeded: &Seeded, test: &str) -> Prober {
+        let probing = prober::Probing::seeded(seeded);
+        Prober(
+            probing
+                .also(prober::Router::Listener(test.to_owned()))
+                .start(session),
+        )
+    }
+
+    fn finish(self) -> Vec<(RouterView, RouterView)> {
+        let probe = self.0.stop();
+        if let Err(problem) = probe.check(prober::MIN_SAMPLES) {
+            panic!("{problem}\n{}", probe.summary());
         }
-    }
-
-    fn finish(mut self) -> Vec<(RouterView, RouterView)> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle
-            .take()
-            .expect("not finished yet")
-            .join()
-            .expect("prober thread")
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        let view = |routing: &prober::Routing| RouterView {
+            forwards: routing.forwards.clone(),
+        };
+        probe
+            .changes(|s| (view(&s.after), view(&s.also[0])))
+            .into_iter()
+            .map(|s| (view(&s.after), view(&s.also[0])))
+            .collect()
     }
 }
 
@@ -1575,7 +1548,7 @@ fn blue_green_through_the_test_listener_of_a_network_load_balancer() {
         );
     }
     let mark = s.emulator.hooks.then(|| s.request_mark());
-    let prober = Prober::start(&s, &listener, &test_listener);
+    let prober = Prober::start(&s, &seeded, &test_listener);
     let image = seeded.image(1);
     let run = gl(
         &s,
