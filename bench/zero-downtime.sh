@@ -277,8 +277,6 @@ reload() {
     die "nginx reload did not settle in 6 s"
 }
 
-write_include 100
-"${nginx_cmd[@]}" -t -q || die "nginx -t failed on the initial config"
 
 # --- greenlight --------------------------------------------------------------------------------
 
@@ -294,11 +292,13 @@ strategy = "bluegreen"
 [router]
 kind = "nginx"
 include = "$include"
-test = $(quote_list "${nginx_cmd[@]}" -t)
+test = $(quote_list "${nginx_cmd[@]}" -t -q)
 reload = $(quote_list "${nginx_cmd[@]}" -s reload)
 access_log = "$dir/logs/web.access.log"
-blue = $(quote_list "${blue[@]}")
-green = $(quote_list "${green[@]}")
+backends = [$(quote_list "${blue[@]}"), $(quote_list "${green[@]}")]
+# Old nginx workers finish the requests they had when a slot's weight went to 0: cleanup waits
+# this long after that before it lets the slot's release go (and this script stops it).
+drain = "2s"
 
 [router.health_check]
 path = "/healthz"
@@ -307,13 +307,15 @@ timeout = "1s"
 healthy_threshold = 2
 unhealthy_threshold = 2
 
+# A release that loses a backend holds its weight until it is fully healthy again, at most
+# this long, then fails (the kill variant).
 [health]
-timeout = "1m"
+timeout = "15s"
 interval = "1s"
 
 [retention]
-keep_warm = "0s"
-keep_failed = "0s"
+keep_warm = "10s"
+keep_failed = "1s"
 
 [canary]
 steps = [ { weight = 10, pause = "5s" }, { weight = 50, pause = "5s" }, { weight = 100 } ]
@@ -322,6 +324,15 @@ steps = [ { weight = 10, pause = "5s" }, { weight = 50, pause = "5s" }, { weight
 max_5xx_rate = 0.01
 min_requests = 20
 EOF
+
+# The first include: the script's own in manual mode; greenlight's (all to slot a, blue)
+# otherwise, as a user starts.
+if [[ "$mode" == manual ]]; then
+    write_include 100
+else
+    "$greenlight" nginx-include --config "$dir/greenlight.toml" >"$include"
+fi
+"${nginx_cmd[@]}" -t -q || die "nginx -t failed on the initial config"
 
 gl_n=0
 # Runs one greenlight command (with --config), its output to the terminal and a log; returns its
@@ -339,6 +350,18 @@ gl() {
 }
 gl_ok() {
     gl "$@" || die "greenlight $* exited with $?"
+}
+# Runs cleanup until the fleet of release $1 is gone: only then may its backends stop (cleanup
+# lets a release go once it is past keep_warm or keep_failed and nginx's drain).
+cleanup_until_gone() {
+    local fleet="web-$1" i
+    for ((i = 0; i < 60; i++)); do
+        gl_ok cleanup
+        "$greenlight" status --config "$dir/greenlight.toml" --output json |
+            grep -q "\"$fleet\"" || return 0
+        sleep 1
+    done
+    die "cleanup never removed $fleet"
 }
 
 # --- the scenario ------------------------------------------------------------------------------
@@ -394,7 +417,8 @@ greenlight)
     mark deploy-v2
     gl_ok deploy --release v2 --strategy bluegreen
     mark deploy-v2-done
-    # 3. v1 drains and stops; v3 on blue, canary deploy (3 steps).
+    # 3. Once cleanup has let v1 go, v1 stops; v3 on blue, canary deploy (3 steps).
+    cleanup_until_gone initial-a
     mark stop-v1
     stop_backends v1-a v1-b
     start_backends v3 "$p1" "$p2"
@@ -407,7 +431,7 @@ greenlight)
     mark rollback-done
     # 5. Cleanup, then v3 stops.
     mark cleanup
-    gl_ok cleanup
+    cleanup_until_gone v3
     mark cleanup-done
     mark stop-v3
     stop_backends v3-a v3-b
@@ -418,6 +442,7 @@ kill)
     mark deploy-v2
     gl_ok deploy --release v2 --strategy bluegreen
     mark deploy-v2-done
+    cleanup_until_gone initial-a
     mark stop-v1
     stop_backends v1-a v1-b
     start_backends v3 "$p1" "$p2"
@@ -453,7 +478,7 @@ kill)
     echo "$abort_ms abort" >>"$marks"
     # Traffic must be all on v2 from a second after the abort (old nginx workers finish theirs).
     echo "$((abort_ms + 1000)) abort+1s" >>"$marks"
-    sleep 2
+    cleanup_until_gone v3
     mark stop-v3
     stop_backends v3-a
     ;;

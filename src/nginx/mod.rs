@@ -208,7 +208,14 @@ impl NginxCloud {
         self.store.update(operation, |records| {
             if !records.seeded {
                 let forwards = self.forwards(records, operation)?;
-                for (name, fleet) in self.first_fleets(&forwards) {
+                let now = tags::timestamp(SystemTime::now());
+                for (name, mut fleet) in self.first_fleets(&forwards) {
+                    // greenlight made this record, so cleanup may let it go like any release
+                    // it made (on AWS a first fleet is someone else's, and kept).
+                    fleet
+                        .tags
+                        .insert(tags::SERVICE.into(), self.service.to_string());
+                    fleet.tags.insert(tags::CREATED_AT.into(), now.clone());
                     records.fleets.entry(name).or_insert(fleet);
                 }
                 records.seeded = true;
