@@ -949,6 +949,139 @@ mod tests {
         )
     }
 
+    fn nginx_config(router: &str, extra: &str) -> String {
+        format!(
+            "service = \"web\"\n[router]\nkind = \"nginx\"\ninclude = \"/etc/nginx/greenlight/web.conf\"\n\
+             backends = [[\"127.0.0.1:8081\"], [\"127.0.0.1:8082\"]]\n{router}\n{extra}"
+        )
+    }
+
+    #[test]
+    fn an_nginx_router_is_two_slots_of_backends_under_greenlights_own_arns() {
+        let spec = Spec::parse(&nginx_config(
+            "access_log = \"/var/log/nginx/web.log\"\ndrain = \"3s\"\n\
+             [router.health_check]\npath = \"/healthz\"\nmatcher = \"200\"\nhealthy_threshold = 3",
+            "[analysis]\nmax_5xx_rate = 0.01\n",
+        ))
+        .unwrap();
+        let nginx = spec.nginx.as_ref().unwrap();
+        assert_eq!(
+            nginx.state,
+            PathBuf::from("/etc/nginx/greenlight/.web.conf.greenlight.json")
+        );
+        assert_eq!(nginx.test, ["nginx", "-t"]);
+        assert_eq!(nginx.reload, ["nginx", "-s", "reload"]);
+        assert_eq!(nginx.drain, Duration::from_secs(3));
+        assert_eq!(nginx.check.path, "/healthz");
+        assert_eq!(nginx.check.matcher, (200, 200));
+        assert_eq!(nginx.check.healthy_threshold, 3);
+        assert_eq!(spec.slots.get(Slot::A).short_name(), "web-a");
+        assert_eq!(spec.slots.get(Slot::B).short_name(), "web-b");
+        assert_eq!(
+            spec.router.load_balancer_kind(),
+            Some(LoadBalancerKind::Application)
+        );
+        assert!(spec.router.to_string().contains("arn:greenlight:"));
+    }
+
+    #[test]
+    fn nginx_config_problems_are_one_line_naming_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("include = \"relative.conf\"", "", "not an absolute path"),
+            ("backends = [[\"127.0.0.1:8081\"]]", "", "exactly two lists"),
+            (
+                "backends = [[\"127.0.0.1:8081\"], [\"127.0.0.1:8081\"]]",
+                "",
+                "in both slots",
+            ),
+            (
+                "backends = [[\"127.0.0.1:8081\", \"127.0.0.1:8083\"], [\"127.0.0.1:8082\"]]",
+                "",
+                "the same number",
+            ),
+            (
+                "backends = [[\"127.0.0.1\"], [\"127.0.0.1:8082\"]]",
+                "",
+                "not host:port",
+            ),
+            (
+                "backends = [[], [\"127.0.0.1:8082\"]]",
+                "",
+                "slot a is empty",
+            ),
+            ("reload = []", "", "[router] reload is empty"),
+            (
+                "target_groups = []",
+                "",
+                "[router] target_groups is for an ALB",
+            ),
+            ("", "[analysis]\nalarms = [\"x\"]", "CloudWatch alarms"),
+            (
+                "",
+                "[analysis]\nmax_5xx_rate = 0.01",
+                "set [router] access_log",
+            ),
+            (
+                "",
+                "[test_traffic]\nheader = \"X-Release\"",
+                "[test_traffic] is for an ALB",
+            ),
+            (
+                "[router.health_check]\nhealthy_threshold = 0",
+                "",
+                "1 to 10",
+            ),
+            (
+                "[router.health_check]\nmatcher = \"600\"",
+                "",
+                "not a status code",
+            ),
+            (
+                "[router.health_check]\npath = \"healthz\"",
+                "",
+                "not a request path",
+            ),
+            (
+                "state = \"/etc/nginx/greenlight/web.conf\"",
+                "",
+                "the include itself",
+            ),
+        ];
+        for (router, extra, expected) in cases {
+            let mut text = nginx_config(router, extra);
+            // A key given twice is TOML's own error; the case's value replaces the default.
+            for key in ["include", "backends"] {
+                if router.starts_with(key) {
+                    let first = text
+                        .lines()
+                        .find(|l| l.starts_with(key))
+                        .unwrap()
+                        .to_owned();
+                    text = text.replacen(&format!("{first}\n"), "", 1);
+                }
+            }
+            let error = Spec::parse(&text).expect_err(router);
+            assert!(
+                error.0.contains(expected),
+                "{router} / {extra}: {}",
+                error.0
+            );
+            assert_eq!(error.0.lines().count(), 1, "{}", error.0);
+        }
+        let error = Spec::parse(&config(
+            &format!("listener_arn = \"{LISTENER}\"\ninclude = \"/x.conf\""),
+            "",
+        ))
+        .unwrap_err();
+        assert!(error.0.contains("is for kind = \"nginx\""), "{}", error.0);
+        let error = Spec::parse(&config(
+            &format!("kind = \"haproxy\"\nlistener_arn = \"{LISTENER}\""),
+            "",
+        ))
+        .unwrap_err();
+        assert!(error.0.contains("not a router"), "{}", error.0);
+    }
+
     #[test]
     fn full_config() {
         let spec = Spec::parse(&config(

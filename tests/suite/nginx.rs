@@ -370,8 +370,11 @@ fn canary_analysis_reads_the_access_log_and_aborts_back_to_the_live_slot() {
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_secs_f64();
-                let (upstream, status) = if n % 2 == 0 {
-                    ("greenlight_web_b", if n % 10 == 0 { 500 } else { 200 })
+                let (upstream, status) = if n.is_multiple_of(2) {
+                    (
+                        "greenlight_web_b",
+                        if n.is_multiple_of(10) { 500 } else { 200 },
+                    )
                 } else {
                     ("greenlight_web_a", 200)
                 };
