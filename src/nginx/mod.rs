@@ -909,3 +909,120 @@ impl Cloud for NginxCloud {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::cloud::CloudErrorKind;
+
+    fn cloud(dir: &std::path::Path) -> (NginxCloud, Spec) {
+        let d = dir.display();
+        let text = format!(
+            "service = \"web\"\n[router]\nkind = \"nginx\"\ninclude = \"{d}/web.conf\"\n\
+             test = [\"true\"]\nreload = [\"sh\", \"-c\", \"cp {d}/web.conf {d}/loaded.conf\"]\n\
+             backends = [[\"127.0.0.1:1\"], [\"127.0.0.1:2\"]]\n"
+        );
+        let spec = Spec::parse(&text).unwrap();
+        let cloud = NginxCloud::new(&spec).unwrap();
+        std::fs::write(dir.join("web.conf"), cloud.current_include().unwrap()).unwrap();
+        (cloud, spec)
+    }
+
+    fn forwards(spec: &Spec, a: u16, b: u16) -> Vec<Forward> {
+        vec![
+            Forward {
+                target_group: spec.slots.get(Slot::A).clone(),
+                weight: Weight::new(a).unwrap(),
+            },
+            Forward {
+                target_group: spec.slots.get(Slot::B).clone(),
+                weight: Weight::new(b).unwrap(),
+            },
+        ]
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_route_checks_what_it_expects_and_loads_what_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, spec) = cloud(dir.path());
+        block_on(async {
+            let before = cloud.router(&spec.router).await.unwrap();
+            assert_eq!(before.forwards(), forwards(&spec, 1, 0).as_slice());
+            // Expecting a routing nginx does not have: refused, nothing written or loaded.
+            let stale = RouterWrite {
+                expected: forwards(&spec, 0, 1),
+                forwards: forwards(&spec, 0, 100),
+                stickiness: Stickiness::Keep,
+            };
+            let error = cloud.route(&spec.router, &stale).await.unwrap_err();
+            assert_eq!(error.kind, CloudErrorKind::Conflict);
+            assert_eq!(error.code.as_deref(), Some(ROUTER_CHANGED));
+            assert!(!dir.path().join("loaded.conf").exists());
+            let write = RouterWrite {
+                expected: forwards(&spec, 1, 0),
+                forwards: forwards(&spec, 90, 10),
+                stickiness: Stickiness::Keep,
+            };
+            let answered = cloud.route(&spec.router, &write).await.unwrap();
+            assert_eq!(answered, forwards(&spec, 90, 10));
+            let loaded = std::fs::read_to_string(dir.path().join("loaded.conf")).unwrap();
+            assert!(loaded.contains("10.00% greenlight_web_b;"), "{loaded}");
+            let after = cloud.router(&spec.router).await.unwrap();
+            assert_eq!(after.forwards(), forwards(&spec, 90, 10).as_slice());
+        });
+    }
+
+    #[test]
+    fn the_first_change_records_the_fleet_that_holds_the_live_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, spec) = cloud(dir.path());
+        block_on(async {
+            let tgs = [
+                spec.slots.get(Slot::A).clone(),
+                spec.slots.get(Slot::B).clone(),
+            ];
+            let fleets = cloud.fleets(&tgs).await.unwrap();
+            assert_eq!(fleets.len(), 1);
+            assert_eq!(fleets[0].name.as_str(), "web-initial-a");
+            assert_eq!(fleets[0].instances[0].id, "127.0.0.1:1");
+            // Slot b has no fleet, so no targets: nothing is health-checked there.
+            assert!(cloud.target_health(&tgs[1]).await.unwrap().is_empty());
+            let id = cloud
+                .create_lock("greenlight-lock.web", &[], "t1")
+                .await
+                .unwrap();
+            assert_eq!(
+                cloud
+                    .create_lock("greenlight-lock.web", &[], "t1")
+                    .await
+                    .unwrap(),
+                id
+            );
+            let taken = cloud.create_lock("greenlight-lock.web", &[], "t2").await;
+            assert_eq!(taken.unwrap_err().kind, CloudErrorKind::Conflict);
+            let recorded = cloud.fleet_summary(&FleetName::new("web-initial-a")).await;
+            let recorded = recorded.unwrap().unwrap();
+            assert_eq!(
+                recorded.tags.get(tags::SERVICE).map(String::as_str),
+                Some("web")
+            );
+            assert!(recorded.tags.contains_key(tags::CREATED_AT));
+            cloud.delete_lock(&id).await.unwrap();
+            assert!(
+                cloud
+                    .read_lock("greenlight-lock.web")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        });
+    }
+}

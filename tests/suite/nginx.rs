@@ -591,3 +591,25 @@ fn real_nginx_routes_as_greenlight_writes_and_counts_what_analysis_reads() {
     assert!(a.served.load(Ordering::SeqCst) >= 2);
     assert!(b.served.load(Ordering::SeqCst) >= 20);
 }
+
+#[test]
+fn two_deploys_at_once_flip_once() {
+    let (a, b) = (Backend::start("v1"), Backend::start("v2"));
+    let service = Service::new(&[&a], &[&b], "");
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = service.greenlight();
+            cmd.args(["deploy", "--release", "v2"]);
+            std::thread::spawn(move || cmd.assert().get_output().status.code())
+        })
+        .collect();
+    let codes: Vec<Option<i32>> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    // One deploys; the other finds the lock taken (4) or the release already live (0).
+    assert!(codes.contains(&Some(0)), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| matches!(c, Some(0) | Some(4))),
+        "{codes:?}"
+    );
+    assert_eq!(service.loaded(), vec![(0, 100)]);
+    assert_eq!(service.status()["live_release"], "v2");
+}
