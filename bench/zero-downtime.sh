@@ -18,7 +18,7 @@
 #   --no-build             do not run `cargo build --bin greenlight --example zd` first
 #   --connections N        load connections (16)
 #   --min-requests N       the load goes on until at least N requests were sent (100000)
-#   --grace DURATION       how long a stopped backend keeps serving (5s)
+#   --grace DURATION       how long a stopped backend keeps serving (3s)
 #   --keep                 keep the temp dir after a passing run (a failing one is always kept)
 #
 # Everything lives in one temp dir ($TMPDIR/zd.XXXXXX): nginx.conf, greenlight.toml, the include
@@ -37,7 +37,7 @@ mode=greenlight
 build=1
 connections=16
 min_requests=100000
-grace=5s
+grace=3s
 keep=0
 
 die() {
@@ -310,15 +310,15 @@ unhealthy_threshold = 2
 # A release that loses a backend holds its weight until it is fully healthy again, at most
 # this long, then fails (the kill variant).
 [health]
-timeout = "15s"
+timeout = "8s"
 interval = "1s"
 
 [retention]
-keep_warm = "10s"
+keep_warm = "4s"
 keep_failed = "1s"
 
 [canary]
-steps = [ { weight = 10, pause = "5s" }, { weight = 50, pause = "5s" }, { weight = 100 } ]
+steps = [ { weight = 10, pause = "3s" }, { weight = 50, pause = "3s" }, { weight = 100 } ]
 
 [analysis]
 max_5xx_rate = 0.01
@@ -546,4 +546,6 @@ sys.exit(1 if bad else 0)
 EOF
 ((load_rc == 0)) || verdict=1
 ((verdict == 0)) && passed=1
+# The last line, for a pipeline to read: the load generator's `N requests, F failed`.
+tail -n 1 "$dir/load.out"
 exit "$verdict"

@@ -214,7 +214,9 @@ fn deploy_request(
         }
         _ => {
             return Err(Failure::BadInput(
-                "give exactly one of --image-id or --launch-template-version".into(),
+                "one of --image-id or --launch-template-version is required: the AMI to release, \
+                 or an existing version of the live fleet's launch template"
+                    .into(),
             ));
         }
     };

@@ -24,7 +24,7 @@ use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
 use super::harness::{Seeded, Session, request, session};
-use super::prober;
+use super::prober::{self, short};
 
 /// How long the prober sleeps between two samples: modest, since every read it makes holds the
 /// emulator's lock while the commands wait.
@@ -350,14 +350,6 @@ fn weight_of(forwards: &[(String, i32)], target_group: &str) -> i32 {
         .sum()
 }
 
-fn short(target_group: &str) -> &str {
-    target_group
-        .split("targetgroup/")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or(target_group)
-}
-
 #[derive(Debug, Clone)]
 struct Group {
     name: String,
@@ -409,29 +401,7 @@ impl Aws {
 
     /// (instance, state) of every target the target group reports.
     async fn targets(&self, target_group: &str) -> Result<Vec<(String, String)>, String> {
-        let out = self
-            .elb
-            .describe_target_health()
-            .target_group_arn(target_group)
-            .send()
-            .await
-            .map_err(|e| format!("DescribeTargetHealth {}: {e:?}", short(target_group)))?;
-        Ok(out
-            .target_health_descriptions()
-            .iter()
-            .map(|d| {
-                (
-                    d.target()
-                        .and_then(|t| t.id())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    d.target_health()
-                        .and_then(|h| h.state())
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                )
-            })
-            .collect())
+        super::prober::read_targets(&self.elb, target_group).await
     }
 
     async fn groups(&self) -> Result<Vec<Group>, String> {

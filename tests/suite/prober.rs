@@ -425,7 +425,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// (id, state) of every target the target group reports.
-async fn read_targets(
+pub async fn read_targets(
     elb: &ElbClient,
     target_group: &str,
 ) -> Result<Vec<(String, String)>, String> {
