@@ -71,6 +71,12 @@ impl RouterId {
 impl fmt::Display for RouterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // nginx's router goes by an ARN only so that the core can treat it like an ALB's;
+            // people read what it is.
+            RouterId::Listener(arn) if arn.as_str().starts_with(super::nginx::ARN_PREFIX) => {
+                let service = arn.as_str().rsplit('/').nth(1).unwrap_or_default();
+                write!(f, "nginx (greenlight's include for service {service})")
+            }
             RouterId::Listener(arn) => write!(f, "listener {arn}"),
             RouterId::Rule(arn) => write!(f, "rule {arn}"),
         }
@@ -392,6 +398,16 @@ mod tests {
                     .collect(),
             },
         }
+    }
+
+    #[test]
+    fn nginx_routers_are_shown_as_nginx() {
+        let service = crate::core::names::ServiceName::parse("web-api").unwrap();
+        let router = RouterId::Listener(crate::core::nginx::router_arn(&service));
+        assert_eq!(
+            router.to_string(),
+            "nginx (greenlight's include for service web-api)"
+        );
     }
 
     #[test]
