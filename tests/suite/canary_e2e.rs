@@ -14,7 +14,7 @@ use aws_sdk_ec2::Client as Ec2Client;
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, request, session};
+use super::harness::{Seeded, Session, forward_action, forwards_of, request, session};
 use super::prober;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -71,24 +71,9 @@ async fn read_router(elb: &ElbClient, listener: &str) -> Result<RouterView, Stri
         .ok_or("no listener")?
         .default_actions()
         .to_vec();
-    let action = actions
-        .iter()
-        .find(|a| a.r#type().map(|t| t.as_str()) == Some("forward"))
-        .ok_or("no forward action")?;
+    let action = forward_action(&actions).ok_or("no forward action")?;
     let config = action.forward_config();
-    let forwards = match config {
-        Some(config) if !config.target_groups().is_empty() => config
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap_or_default().to_owned(),
-                    t.weight().unwrap_or(1),
-                )
-            })
-            .collect(),
-        _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-    };
+    let forwards = forwards_of(action);
     let sticky = config
         .and_then(|c| c.target_group_stickiness_config())
         .map(|s| (s.enabled().unwrap_or(false), s.duration_seconds()));

@@ -23,7 +23,7 @@ use aws_sdk_ec2::Client as Ec2Client;
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, request, session};
+use super::harness::{Seeded, Session, forward_action, forwards_of, request, session};
 use super::prober::{self, short};
 
 /// How long the prober sleeps between two samples: modest, since every read it makes holds the
@@ -320,26 +320,8 @@ impl Outcome {
 // ---------------------------------------------------------------------------------------------
 // Reading AWS directly
 
-fn forwards_of(actions: &[aws_sdk_elasticloadbalancingv2::types::Action]) -> Vec<(String, i32)> {
-    let Some(action) = actions
-        .iter()
-        .find(|a| a.r#type().map(|t| t.as_str()) == Some("forward"))
-    else {
-        return Vec::new();
-    };
-    match action.forward_config() {
-        Some(config) if !config.target_groups().is_empty() => config
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap_or_default().to_owned(),
-                    t.weight().unwrap_or(1),
-                )
-            })
-            .collect(),
-        _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-    }
+fn forwards(actions: &[aws_sdk_elasticloadbalancingv2::types::Action]) -> Vec<(String, i32)> {
+    forward_action(actions).map(forwards_of).unwrap_or_default()
 }
 
 fn weight_of(forwards: &[(String, i32)], target_group: &str) -> i32 {
@@ -395,7 +377,7 @@ impl Aws {
         Ok(out
             .listeners()
             .first()
-            .map(|l| forwards_of(l.default_actions()))
+            .map(|l| forwards(l.default_actions()))
             .unwrap_or_default())
     }
 

@@ -8,7 +8,7 @@ use aws_sdk_ec2::Client as Ec2Client;
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, session};
+use super::harness::{Seeded, Session, forward_action, forwards_of, session};
 
 fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -58,12 +58,12 @@ impl Aws {
     fn listener_forwards(&self, listener: &str) -> Vec<(String, i32)> {
         let out = block_on(self.elb.describe_listeners().listener_arns(listener).send()).unwrap();
         let actions = out.listeners()[0].default_actions().to_vec();
-        forwards_of(&actions)
+        forwards(&actions)
     }
 
     fn rule_forwards(&self, rule: &str) -> Vec<(String, i32)> {
         let out = block_on(self.elb.describe_rules().rule_arns(rule).send()).unwrap();
-        forwards_of(out.rules()[0].actions())
+        forwards(out.rules()[0].actions())
     }
 
     /// The target group that takes all the traffic.
@@ -192,24 +192,8 @@ impl Aws {
     }
 }
 
-fn forwards_of(actions: &[aws_sdk_elasticloadbalancingv2::types::Action]) -> Vec<(String, i32)> {
-    let action = actions
-        .iter()
-        .find(|a| a.r#type().map(|t| t.as_str()) == Some("forward"))
-        .expect("a forward action");
-    match action.forward_config() {
-        Some(config) if !config.target_groups().is_empty() => config
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap_or_default().to_owned(),
-                    t.weight().unwrap_or(1),
-                )
-            })
-            .collect(),
-        _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-    }
+fn forwards(actions: &[aws_sdk_elasticloadbalancingv2::types::Action]) -> Vec<(String, i32)> {
+    forwards_of(forward_action(actions).expect("a forward action"))
 }
 
 fn stdout(output: &std::process::Output) -> String {

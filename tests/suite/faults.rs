@@ -28,7 +28,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, is_read, session};
+use super::harness::{Seeded, Session, forward_action, forwards_of, is_read, session};
 use super::proxy::{FaultKind, FaultPlan, FaultProxy};
 
 // ---------------------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ impl Aws {
             .run(self.elb.describe_listeners().listener_arns(listener).send())
             .expect("DescribeListeners");
         let actions = out.listeners()[0].default_actions().to_vec();
-        forwards_of(&actions)
+        forwards(&actions)
     }
 
     /// (instance id, state) of every target of `target_group`.
@@ -463,24 +463,8 @@ fn group_of(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Group {
     }
 }
 
-fn forwards_of(actions: &[aws_sdk_elasticloadbalancingv2::types::Action]) -> Vec<(String, i32)> {
-    let action = actions
-        .iter()
-        .find(|a| a.r#type().map(|t| t.as_str()) == Some("forward"))
-        .expect("a forward action");
-    match action.forward_config() {
-        Some(config) if !config.target_groups().is_empty() => config
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap_or_default().to_owned(),
-                    t.weight().unwrap_or(1),
-                )
-            })
-            .collect(),
-        _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-    }
+fn forwards(actions: &[aws_sdk_elasticloadbalancingv2::types::Action]) -> Vec<(String, i32)> {
+    forwards_of(forward_action(actions).expect("a forward action"))
 }
 
 /// `name/id` of a target group ARN, for messages.

@@ -10,6 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use aws_sdk_elasticloadbalancingv2::types::Action;
 use serde_json::Value;
 
 pub const REGION: &str = "us-east-1";
@@ -360,4 +361,29 @@ pub fn is_read(action: &str) -> bool {
     ["Describe", "Get", "List"]
         .iter()
         .any(|prefix| action.starts_with(prefix))
+}
+
+/// The forward action among a listener's or rule's actions, if it has one.
+pub fn forward_action(actions: &[Action]) -> Option<&Action> {
+    actions
+        .iter()
+        .find(|a| a.r#type().map(|t| t.as_str()) == Some("forward"))
+}
+
+/// (target group ARN, weight) of a forward action, read as AWS means it: a forward naming one
+/// target group without a ForwardConfig, or a target group without a weight, has weight 1.
+pub fn forwards_of(action: &Action) -> Vec<(String, i32)> {
+    match action.forward_config() {
+        Some(config) if !config.target_groups().is_empty() => config
+            .target_groups()
+            .iter()
+            .map(|t| {
+                (
+                    t.target_group_arn().unwrap_or_default().to_owned(),
+                    t.weight().unwrap_or(1),
+                )
+            })
+            .collect(),
+        _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
+    }
 }

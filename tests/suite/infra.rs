@@ -23,7 +23,7 @@ use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
 use serde_json::Value;
 
-use super::harness::{Session, is_read, session, venv, yaml};
+use super::harness::{Session, forward_action, forwards_of, is_read, session, venv, yaml};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -154,25 +154,7 @@ impl Aws {
     /// (target group, weight) of the listener's default forward action.
     fn forwards(&self, listener: &str) -> Vec<(String, i32)> {
         let out = block_on(self.elb.describe_listeners().listener_arns(listener).send()).unwrap();
-        let action = out.listeners()[0]
-            .default_actions()
-            .iter()
-            .find(|a| a.r#type().map(|t| t.as_str()) == Some("forward"))
-            .expect("a forward action")
-            .clone();
-        match action.forward_config() {
-            Some(c) if !c.target_groups().is_empty() => c
-                .target_groups()
-                .iter()
-                .map(|t| {
-                    (
-                        t.target_group_arn().unwrap_or_default().to_owned(),
-                        t.weight().unwrap_or(1),
-                    )
-                })
-                .collect(),
-            _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-        }
+        forwards_of(forward_action(out.listeners()[0].default_actions()).expect("a forward action"))
     }
 
     /// The one target group the listener sends traffic to.

@@ -26,7 +26,7 @@ use std::time::Duration;
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, session, venv, yaml};
+use super::harness::{Seeded, Session, forwards_of, session, venv, yaml};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -324,20 +324,7 @@ fn add_canary(seeded: &Seeded) {
 fn listener_forwards(s: &Session, listener: &str) -> Vec<(String, i32)> {
     let elb = ElbClient::new(&block_on(s.sdk()));
     let out = block_on(elb.describe_listeners().listener_arns(listener).send()).unwrap();
-    let action = out.listeners()[0].default_actions()[0].clone();
-    match action.forward_config() {
-        Some(forward) => forward
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap_or_default().to_owned(),
-                    t.weight().unwrap_or(1),
-                )
-            })
-            .collect(),
-        None => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-    }
+    forwards_of(&out.listeners()[0].default_actions()[0])
 }
 
 /// The share of traffic (percent) the listener sends to `target_group`.

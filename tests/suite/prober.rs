@@ -26,7 +26,7 @@ use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use aws_sdk_elasticloadbalancingv2::types::Action;
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, session};
+use super::harness::{Seeded, Session, forward_action, forwards_of, session};
 
 /// How long the prober sleeps between two samples, unless told otherwise.
 pub const EVERY: Duration = Duration::from_millis(5);
@@ -96,27 +96,11 @@ pub struct Routing {
 
 impl Routing {
     fn of(actions: &[Action]) -> Routing {
-        let Some(action) = actions
-            .iter()
-            .find(|a| a.r#type().map(|t| t.as_str()) == Some("forward"))
-        else {
+        let Some(action) = forward_action(actions) else {
             return Routing::default();
         };
         let config = action.forward_config();
-        let forwards = match config {
-            Some(config) if !config.target_groups().is_empty() => config
-                .target_groups()
-                .iter()
-                .map(|t| {
-                    (
-                        t.target_group_arn().unwrap_or_default().to_owned(),
-                        // AWS's default weight for a target group named without one.
-                        t.weight().unwrap_or(1),
-                    )
-                })
-                .collect(),
-            _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-        };
+        let forwards = forwards_of(action);
         let sticky = config
             .and_then(|c| c.target_group_stickiness_config())
             .map(|s| (s.enabled().unwrap_or(false), s.duration_seconds()));

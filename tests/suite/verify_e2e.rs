@@ -22,7 +22,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use serde_json::{Value, json};
 
-use super::harness::{Seeded, Session, request, session};
+use super::harness::{Seeded, Session, forward_action, forwards_of, request, session};
 use super::prober;
 
 const HEADER: &str = "X-Greenlight-Release";
@@ -62,23 +62,6 @@ impl RouterView {
     }
 }
 
-/// The target groups a forward action names, with their weights.
-fn forwards_of(action: &ElbAction) -> Vec<(String, i32)> {
-    match action.forward_config() {
-        Some(config) if !config.target_groups().is_empty() => config
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap_or_default().to_owned(),
-                    t.weight().unwrap_or(1),
-                )
-            })
-            .collect(),
-        _ => vec![(action.target_group_arn().unwrap_or_default().to_owned(), 1)],
-    }
-}
-
 async fn read_router(elb: &ElbClient, listener: &str) -> Result<RouterView, String> {
     let out = elb
         .describe_listeners()
@@ -92,10 +75,7 @@ async fn read_router(elb: &ElbClient, listener: &str) -> Result<RouterView, Stri
         .ok_or("no listener")?
         .default_actions()
         .to_vec();
-    let action = actions
-        .iter()
-        .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-        .ok_or("no forward action")?;
+    let action = forward_action(&actions).ok_or("no forward action")?;
     Ok(RouterView {
         forwards: forwards_of(action),
     })
