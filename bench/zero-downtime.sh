@@ -364,6 +364,19 @@ cleanup_until_gone() {
     die "cleanup never removed $fleet"
 }
 
+# 2. v2 on green, a blue/green deploy; once cleanup has let v1 go, v1 stops and v3 starts on
+# blue's ports. The first half of both greenlight scenarios.
+v2_live_then_v3_up() {
+    start_backends v2 "$p3" "$p4"
+    mark deploy-v2
+    gl_ok deploy --release v2 --strategy bluegreen
+    mark deploy-v2-done
+    cleanup_until_gone initial-a
+    mark stop-v1
+    stop_backends v1-a v1-b
+    start_backends v3 "$p1" "$p2"
+}
+
 # --- the scenario ------------------------------------------------------------------------------
 
 started="$(date +%s)"
@@ -412,16 +425,8 @@ manual)
     stop_backends v3-a v3-b
     ;;
 greenlight)
-    # 2. v2 on green, bluegreen deploy.
-    start_backends v2 "$p3" "$p4"
-    mark deploy-v2
-    gl_ok deploy --release v2 --strategy bluegreen
-    mark deploy-v2-done
-    # 3. Once cleanup has let v1 go, v1 stops; v3 on blue, canary deploy (3 steps).
-    cleanup_until_gone initial-a
-    mark stop-v1
-    stop_backends v1-a v1-b
-    start_backends v3 "$p1" "$p2"
+    v2_live_then_v3_up
+    # 3. v3 as a canary (3 steps).
     mark canary-v3
     gl_ok deploy --release v3 --strategy canary
     mark canary-v3-done
@@ -437,15 +442,7 @@ greenlight)
     stop_backends v3-a v3-b
     ;;
 kill)
-    # 2. v2 on green, bluegreen deploy.
-    start_backends v2 "$p3" "$p4"
-    mark deploy-v2
-    gl_ok deploy --release v2 --strategy bluegreen
-    mark deploy-v2-done
-    cleanup_until_gone initial-a
-    mark stop-v1
-    stop_backends v1-a v1-b
-    start_backends v3 "$p1" "$p2"
+    v2_live_then_v3_up
     # A canary deploy in the background; at its first live step, kill -9 one v3 backend.
     events="$dir/logs/canary-v3.jsonl"
     mark canary-v3
